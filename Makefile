@@ -1,0 +1,51 @@
+# Two commands do everything: `make run` and `make test`. The rest are conveniences.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test unit integration infra e2e check lint typecheck bench build clean
+
+$(STAMP): pyproject.toml layers/tarefa/requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is required") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/tarefa local
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest tests/integration
+
+infra: $(STAMP)
+	$(BIN)/python -m pytest tests/infrastructure
+
+e2e: $(STAMP)
+	$(BIN)/python -m pytest tests/e2e
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy layers/tarefa/tarefa src/tarefa functions tests
+
+check: lint typecheck
+
+# `sam build` needs the AWS SAM CLI (pip install aws-sam-cli) and, on this machine,
+# PYENV_VERSION=3.11.7:3.12.1:3.13.0 so that python3.13 (the Lambda runtime) is on the PATH.
+build:
+	sam validate --lint && sam build
+
+clean:
+	rm -rf $(VENV) .aws-sam .tarefa .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,31 @@
+"""Maintenance: the EventBridge schedules' target (cleanup, recover, promote)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, Field
+from tarefa.wiring import container
+
+logger = Logger()
+metrics = Metrics()
+
+
+class MaintenanceEvent(BaseModel):
+    task: Literal["cleanup", "recover", "promote"]
+    older_than_seconds: int | None = Field(None, alias="olderThanSeconds", ge=0)
+    stuck_after_seconds: int | None = Field(None, alias="stuckAfterSeconds", ge=1)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    request = MaintenanceEvent.model_validate(event)
+    maintenance = container().maintenance
+    if request.task == "cleanup":
+        return {"deleted": maintenance.cleanup(request.older_than_seconds)}
+    if request.task == "recover":
+        return {"recovered": maintenance.recover(request.stuck_after_seconds)}
+    return {"promoted": maintenance.promote()}

@@ -1,0 +1,237 @@
+"""Jobs and idempotency keys in DynamoDB.
+
+Items are written whole with a condition on the version read (optimistic locking); the index
+attributes are derived here from the job, so the core never sees them. All four indexes are
+KEYS_ONLY and sharded: at 1,000 jobs/s no index partition takes more than a few hundred writes.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+from tarefa.errors import ConflictError
+from tarefa.job import TERMINAL, Job, JobStatus
+from tarefa.ports import ListPage, ListQuery, Sweep
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+LIST_SHARDS = 4  # ByUser and ByCreated: written once per job
+SWEEP_SHARDS = 8  # Sweep: written on every claim and finish
+JSON_FIELDS = ("payload", "result", "errorDetails")
+INDEX_ATTRIBUTES = ("userShard", "allShard", "createdKey", "sweepShard", "sweepAt", "expiresAt")
+
+
+def shard_of(job_id: str, shards: int) -> int:
+    return zlib.crc32(job_id.encode()) % shards
+
+
+class DynamoJobStore:
+    def __init__(
+        self, client: DynamoDBClient, jobs_table: str, idempotency_table: str, retention_seconds: int
+    ) -> None:
+        self.client = client
+        self.table = jobs_table
+        self.idempotency_table = idempotency_table
+        self.retention = timedelta(seconds=retention_seconds)
+
+    # -- single jobs -----------------------------------------------------------------------
+    def get(self, job_id: str) -> Job | None:
+        item = self.client.get_item(TableName=self.table, Key={"jobId": {"S": job_id}}, ConsistentRead=True)
+        return _to_job(item["Item"]) if "Item" in item else None
+
+    def put(self, job: Job, expected_version: int | None) -> None:
+        try:
+            self.client.put_item(
+                TableName=self.table, Item=self._to_item(job), **_version_check(expected_version)
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ConflictError(job.job_id) from None
+            raise
+
+    def put_with_idempotency_key(self, job: Job, key_id: str, expires_at: datetime) -> None:
+        now = int(job.created_at.timestamp())
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.idempotency_table,
+                            "Item": {
+                                "id": {"S": key_id},
+                                "jobId": {"S": job.job_id},
+                                "expiration": {"N": str(int(expires_at.timestamp()))},
+                            },
+                            "ConditionExpression": "attribute_not_exists(id) OR expiration < :now",
+                            "ExpressionAttributeValues": {":now": {"N": str(now)}},
+                        }
+                    },
+                    {"Put": {"TableName": self.table, "Item": self._to_item(job), **_version_check(None)}},
+                ]
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                raise ConflictError(job.job_id) from None
+            raise
+
+    def job_id_for_idempotency_key(self, key_id: str, now: datetime) -> str | None:
+        item = self.client.get_item(
+            TableName=self.idempotency_table, Key={"id": {"S": key_id}}, ConsistentRead=True
+        ).get("Item")
+        if item is None or int(item["expiration"]["N"]) < now.timestamp() or "jobId" not in item:
+            return None
+        return item["jobId"]["S"]
+
+    def delete_finished(self, job_id: str, finished_before: datetime) -> bool:
+        try:
+            self.client.delete_item(
+                TableName=self.table,
+                Key={"jobId": {"S": job_id}},
+                ConditionExpression="begins_with(sweepShard, :finished) AND sweepAt <= :cutoff",
+                ExpressionAttributeValues={
+                    ":finished": {"S": f"{Sweep.FINISHED}#"},
+                    ":cutoff": {"N": _epoch(finished_before)},
+                },
+            )
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+
+    def ping(self) -> None:
+        self.client.get_item(TableName=self.table, Key={"jobId": {"S": "__health__"}})
+
+    # -- indexes ---------------------------------------------------------------------------
+    def sweep(self, kind: Sweep, until: datetime) -> Iterator[str]:
+        for shard in range(SWEEP_SHARDS):
+            for entry in self._query_all(
+                IndexName="Sweep",
+                KeyConditionExpression="sweepShard = :shard AND sweepAt <= :until",
+                ExpressionAttributeValues={
+                    ":shard": {"S": f"{kind}#{shard}"},
+                    ":until": {"N": _epoch(until)},
+                },
+            ):
+                yield entry["jobId"]["S"]
+
+    def list_jobs(self, query: ListQuery) -> ListPage:
+        if query.order_id is not None:
+            partitions = [("ByOrder", "orderId", query.order_id)]
+        elif query.user_id is not None:
+            partitions = [("ByUser", "userShard", f"{query.user_id}#{n}") for n in range(LIST_SHARDS)]
+        else:
+            partitions = [("ByCreated", "allShard", f"all#{n}") for n in range(LIST_SHARDS)]
+        entries: list[tuple[str, str]] = []
+        more = False
+        for index, attribute, value in partitions:
+            condition = "#p = :p" + (" AND createdKey < :before" if query.before_key else "")
+            values: dict[str, AttributeValueTypeDef] = {":p": {"S": value}}
+            if query.before_key:
+                values[":before"] = {"S": query.before_key}
+            page = self.client.query(
+                TableName=self.table,
+                IndexName=index,
+                KeyConditionExpression=condition,
+                ExpressionAttributeNames={"#p": attribute},
+                ExpressionAttributeValues=values,
+                ScanIndexForward=False,
+                Limit=query.limit,
+            )
+            entries += [(e["createdKey"]["S"], e["jobId"]["S"]) for e in page["Items"]]
+            more = more or "LastEvaluatedKey" in page
+        entries.sort(reverse=True)
+        more = more or len(entries) > query.limit
+        entries = entries[: query.limit]
+        jobs = self._batch_get([job_id for _, job_id in entries])
+        ordered = [jobs[job_id] for _, job_id in entries if job_id in jobs]
+        return ListPage(ordered, entries[-1][0] if more and entries else None)
+
+    def _batch_get(self, job_ids: list[str]) -> dict[str, Job]:
+        found: dict[str, Job] = {}
+        keys: list[dict[str, AttributeValueTypeDef]] = [{"jobId": {"S": j}} for j in job_ids]
+        while keys:
+            response = self.client.batch_get_item(RequestItems={self.table: {"Keys": keys[:100]}})
+            for item in response["Responses"].get(self.table, []):
+                job = _to_job(item)
+                found[job.job_id] = job
+            keys = keys[100:] + list(response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", []))
+        return found
+
+    def _query_all(self, **kwargs: Any) -> Iterable[dict[str, Any]]:
+        paginator = self.client.get_paginator("query")
+        for page in paginator.paginate(TableName=self.table, **kwargs):
+            yield from page["Items"]
+
+    # -- mapping ---------------------------------------------------------------------------
+    def _to_item(self, job: Job) -> dict[str, AttributeValueTypeDef]:
+        data = job.model_dump(mode="json", by_alias=True)
+        item: dict[str, AttributeValueTypeDef] = {}
+        for name, value in data.items():
+            if name in JSON_FIELDS:
+                if value is not None:
+                    item[name] = {"S": json.dumps(value, separators=(",", ":"))}
+            elif isinstance(value, bool):
+                item[name] = {"BOOL": value}
+            elif isinstance(value, int):
+                item[name] = {"N": str(value)}
+            elif isinstance(value, str):
+                item[name] = {"S": value}
+        item["createdKey"] = {"S": job.listing_key}
+        item["allShard"] = {"S": f"all#{shard_of(job.job_id, LIST_SHARDS)}"}
+        if job.user_id:
+            item["userShard"] = {"S": f"{job.user_id}#{shard_of(job.job_id, LIST_SHARDS)}"}
+        sweep = _sweep_of(job)
+        if sweep is not None:
+            kind, at = sweep
+            item["sweepShard"] = {"S": f"{kind}#{shard_of(job.job_id, SWEEP_SHARDS)}"}
+            item["sweepAt"] = {"N": _epoch(at)}
+        if job.status in TERMINAL:
+            item["expiresAt"] = {"N": str(int((job.updated_at + self.retention).timestamp()))}
+        return item
+
+
+def _sweep_of(job: Job) -> tuple[Sweep, datetime] | None:
+    if job.held and job.run_at is not None:
+        return Sweep.DELAYED, job.run_at
+    if job.status == JobStatus.PROCESSING and job.processing_started_at is not None:
+        return Sweep.PROCESSING, job.processing_started_at
+    if job.status in TERMINAL:
+        return Sweep.FINISHED, job.updated_at
+    return None
+
+
+def _to_job(item: dict[str, Any]) -> Job:
+    data: dict[str, Any] = {}
+    for name, value in item.items():
+        if name in INDEX_ATTRIBUTES:
+            continue
+        if name in JSON_FIELDS:
+            data[name] = json.loads(value["S"])
+        elif "S" in value:
+            data[name] = value["S"]
+        elif "N" in value:
+            data[name] = int(value["N"])
+        elif "BOOL" in value:
+            data[name] = value["BOOL"]
+    return Job.model_validate(data)
+
+
+def _version_check(expected_version: int | None) -> dict[str, Any]:
+    if expected_version is None:
+        return {"ConditionExpression": "attribute_not_exists(jobId)"}
+    return {
+        "ConditionExpression": "version = :version",
+        "ExpressionAttributeValues": {":version": {"N": str(expected_version)}},
+    }
+
+
+def _epoch(moment: datetime) -> str:
+    return f"{moment.timestamp():.3f}"

@@ -1,0 +1,126 @@
+"""Scheduled sweeps: clean up finished jobs, recover stuck ones, promote delayed ones.
+
+Each reads a sparse, sharded index (never a table scan) and changes jobs with the same
+conditional writes as the worker, so a sweep racing a worker can only lose, never double-run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from tarefa.errors import ConflictError
+from tarefa.job import Job, JobStatus, utcnow
+from tarefa.ports import JobQueue, JobStore, Sweep
+from tarefa.queue import SQS_MAX_DELAY_SECONDS, QueueMessage
+
+logger = Logger(child=True)
+metrics = Metrics()
+
+RECOVERY_RETRY_SECONDS = 60  # seed 000: a stuck job is retried a minute later
+
+
+class Maintenance:
+    def __init__(
+        self,
+        store: JobStore,
+        queue: JobQueue,
+        retention_seconds: int,
+        stuck_after_seconds: int,
+        lease_seconds: int,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.retention_seconds = retention_seconds
+        self.stuck_after_seconds = stuck_after_seconds
+        self.lease_seconds = lease_seconds
+        self.now = now
+
+    def cleanup(self, older_than_seconds: int | None = None) -> int:
+        """Delete COMPLETED, CANCELLED and FAILED jobs that finished before the cutoff."""
+        cutoff = self.now() - timedelta(seconds=older_than_seconds or self.retention_seconds)
+        deleted = sum(
+            1
+            for job_id in self.store.sweep(Sweep.FINISHED, cutoff)
+            if self.store.delete_finished(job_id, cutoff)
+        )
+        metrics.add_metric("JobsCleanedUp", MetricUnit.Count, deleted)
+        logger.info("cleanup finished", extra={"deleted": deleted, "cutoff": cutoff.isoformat()})
+        return deleted
+
+    def recover(self, stuck_after_seconds: int | None = None) -> int:
+        """PROCESSING for too long -> RETRYING in a minute, requeued ("Job stuck").
+
+        The threshold never goes below the worker's timeout: a lease that old belongs to an
+        invocation Lambda has already stopped, so no job ever runs twice at once.
+        """
+        threshold = max(stuck_after_seconds or self.stuck_after_seconds, self.lease_seconds)
+        cutoff = self.now() - timedelta(seconds=threshold)
+        recovered = sum(
+            1 for job_id in self.store.sweep(Sweep.PROCESSING, cutoff) if self._recover(job_id, cutoff)
+        )
+        metrics.add_metric("JobsRecovered", MetricUnit.Count, recovered)
+        logger.info("recovery finished", extra={"recovered": recovered, "threshold_seconds": threshold})
+        return recovered
+
+    def _recover(self, job_id: str, cutoff: datetime) -> bool:
+        job = self.store.get(job_id)
+        if (
+            job is None
+            or job.status != JobStatus.PROCESSING
+            or job.processing_started_at is None
+            or job.processing_started_at > cutoff
+        ):
+            return False
+        now = self.now()
+        details = {"code": "STUCK", "attempt": job.attempts}
+        if job.attempts >= job.max_attempts:
+            changed = job.transition(
+                JobStatus.FAILED, now, error="Job stuck", error_details=details, processing_completed_at=now
+            )
+        else:
+            changed = job.transition(
+                JobStatus.RETRYING,
+                now,
+                error="Job stuck",
+                error_details=details,
+                next_retry_at=now + timedelta(seconds=RECOVERY_RETRY_SECONDS),
+            )
+        try:
+            self.store.put(changed, expected_version=job.version)
+        except ConflictError:
+            return False  # the worker finished after all
+        if changed.status == JobStatus.RETRYING:
+            self.queue.send(changed.priority, QueueMessage.for_job(changed), RECOVERY_RETRY_SECONDS)
+        logger.warning("stuck job recovered", extra={"job_id": job_id, "status": changed.status})
+        return True
+
+    def promote(self) -> int:
+        """Queue the held jobs that fall due within SQS's 15-minute delay window."""
+        now = self.now()
+        promoted = 0
+        for job_id in self.store.sweep(Sweep.DELAYED, now + timedelta(seconds=SQS_MAX_DELAY_SECONDS)):
+            job = self.store.get(job_id)
+            if job is None or not job.held or job.run_at is None:
+                continue
+            if self._promote(job, now):
+                promoted += 1
+        if promoted:
+            metrics.add_metric("JobsPromoted", MetricUnit.Count, promoted)
+            logger.info("delayed jobs promoted", extra={"promoted": promoted})
+        return promoted
+
+    def _promote(self, job: Job, now: datetime) -> bool:
+        assert job.run_at is not None
+        delay = max(0, min(SQS_MAX_DELAY_SECONDS, int((job.run_at - now).total_seconds())))
+        # Send first: if the write below loses, a duplicate message is harmless (claims are
+        # conditional), while a write without a send would strand the job.
+        self.queue.send(job.priority, QueueMessage.for_job(job), delay)
+        try:
+            self.store.put(job.model_copy(update={"held": False, "version": job.version + 1}), job.version)
+        except ConflictError:
+            return False
+        return True

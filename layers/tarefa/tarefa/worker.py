@@ -1,0 +1,340 @@
+"""Runs one SQS message: claim the job, run its handler, record the outcome.
+
+The rule that keeps jobs from being lost: a message is only let go (deleted) once the job record
+says what happened to it — terminal, requeued, or held in DynamoDB for later. Everything else
+leaves the message in the queue, visible again when the job should run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import BaseModel, ValidationError
+from tarefa.backoff import MAX_DELAY_SECONDS, retry_delay
+from tarefa.errors import ConflictError, PermanentJobError, UnknownJobTypeError
+from tarefa.job import Job, JobStatus, utcnow
+from tarefa.jobs import field_errors
+from tarefa.jobtypes import JobContext, JobType, JobTypeRegistry
+from tarefa.ports import JobQueue, JobStore, QueueMessageRef
+from tarefa.queue import SQS_MAX_DELAY_SECONDS, PoisonMessageError, QueueMessage, parse_message
+
+logger = Logger(child=True)
+metrics = Metrics()
+
+EARLY_TOLERANCE = timedelta(seconds=1)  # clocks and SQS timers are not exact
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """None: the message is done with (delete it). N: keep it; SQS shows it again in N s."""
+
+    visible_again_in: int | None = None
+
+
+DONE = Outcome()
+
+
+class Worker:
+    def __init__(
+        self,
+        store: JobStore,
+        queue: JobQueue,
+        registry: JobTypeRegistry,
+        max_receive_count: int,
+        lease_seconds: int,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.registry = registry
+        self.max_receive_count = max_receive_count
+        self.lease = timedelta(seconds=lease_seconds)
+        self.now = now
+
+    def process(self, body: str, ref: QueueMessageRef, remaining_seconds: float = float("inf")) -> Outcome:
+        message: QueueMessage | None = None
+        try:
+            message = parse_message(body)
+            job_type = self.registry.get(message.type)
+        except (PoisonMessageError, UnknownJobTypeError) as exc:
+            return self._dead_letter(body, ref, message, str(exc))
+        job_id = message.job_id or ref.message_id
+        logger.append_keys(job_id=job_id, job_type=message.type)
+        try:
+            return self._process(message, job_id, job_type, ref, remaining_seconds)
+        finally:
+            logger.remove_keys(["job_id", "job_type"])
+
+    def _process(
+        self, message: QueueMessage, job_id: str, job_type: JobType, ref: QueueMessageRef, remaining: float
+    ) -> Outcome:
+        if remaining < job_type.policy.timeout_seconds:
+            logger.info("not enough time left in this invocation; message returns at once")
+            return self._keep(ref, 0)
+        for _ in range(3):  # a lost conditional write means someone moved first: look again
+            job = self.store.get(job_id)
+            try:
+                if job is None:
+                    claimed = self._first_sight(message, job_id, job_type, ref)
+                else:
+                    decision = self._decide(job, ref)
+                    if decision is not None:
+                        return decision
+                    claimed = self._claim(job)
+            except ConflictError:
+                continue
+            if claimed is None:
+                return DONE
+            return self._run(claimed, job_type, ref)
+        logger.warning("job kept changing under this worker; message returns later")
+        return self._keep(ref, 5)
+
+    # -- claiming --------------------------------------------------------------------------
+    def _first_sight(
+        self, message: QueueMessage, job_id: str, job_type: JobType, ref: QueueMessageRef
+    ) -> Job | None:
+        """A producer sent straight to SQS: record the job, already claimed by this worker."""
+        now = self.now()
+        job = Job(
+            job_id=job_id,
+            type=message.type,
+            priority=ref.priority,
+            payload=message.payload,
+            max_attempts=message.max_attempts or job_type.policy.max_attempts,
+            user_id=message.user_id,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            job_type.payload_model.model_validate(message.payload)
+        except ValidationError as exc:
+            failed = job.transition(
+                JobStatus.FAILED,
+                now,
+                error=f"Payload does not match job type {job.type}",
+                error_details={"code": "INVALID_PAYLOAD", "fields": field_errors(exc, "payload")},
+            )
+            self.store.put(failed, expected_version=None)
+            metrics.add_metric("JobsFailed", MetricUnit.Count, 1)
+            logger.warning("external job rejected: invalid payload")
+            return None
+        claimed = self._claimed(job, now)
+        self.store.put(claimed, expected_version=None)
+        metrics.add_metric("JobsEnqueued", MetricUnit.Count, 1)
+        return claimed
+
+    def _decide(self, job: Job, ref: QueueMessageRef) -> Outcome | None:
+        """An outcome when this message must not run the job now; None when it may claim it."""
+        now = self.now()
+        if job.is_terminal:
+            logger.info("job already %s; message dropped", job.status)
+            return DONE
+        if job.status == JobStatus.PROCESSING:
+            assert job.processing_started_at is not None
+            lease_ends = job.processing_started_at + self.lease
+            if lease_ends > now:
+                if ref.receive_count >= self.max_receive_count:
+                    return DONE  # duplicate of a running job; the stuck sweep covers a crash
+                logger.info("job is running in another invocation; message waits for its lease")
+                return self._keep(ref, _seconds(lease_ends - now) + 1)
+        due = job.next_retry_at if job.status == JobStatus.RETRYING else job.run_at
+        if due is not None and due > now + EARLY_TOLERANCE:
+            return self._later(job, ref, _seconds(due - now))
+        return None
+
+    def _claim(self, job: Job) -> Job | None:
+        now = self.now()
+        if job.attempts >= job.max_attempts:  # the last attempt's worker died mid-run
+            failed = job.transition(
+                JobStatus.FAILED,
+                now,
+                error="Worker crashed or timed out on the last attempt",
+                error_details={"code": "ATTEMPTS_EXHAUSTED"},
+                processing_completed_at=now,
+            )
+            self.store.put(failed, expected_version=job.version)
+            metrics.add_metric("JobsFailed", MetricUnit.Count, 1)
+            return None
+        claimed = self._claimed(job, now)
+        self.store.put(claimed, expected_version=job.version)
+        return claimed
+
+    @staticmethod
+    def _claimed(job: Job, now: datetime) -> Job:
+        waited_since = job.next_retry_at or job.run_at or job.created_at
+        metrics.add_metric("QueueWait", MetricUnit.Milliseconds, max(0.0, _ms(now - waited_since)))
+        return job.transition(
+            JobStatus.PROCESSING,
+            now,
+            attempts=job.attempts + 1,
+            processing_started_at=now,
+            last_attempt_at=now,
+            next_retry_at=None,
+            held=False,
+        )
+
+    # -- running ---------------------------------------------------------------------------
+    def _run(self, job: Job, job_type: JobType, ref: QueueMessageRef) -> Outcome:
+        ctx = JobContext(job.job_id, job.attempts, job.max_attempts, job.user_id)
+        started = time.perf_counter()
+        try:
+            payload = job_type.payload_model.model_validate(job.payload)
+            result = _jsonable(job_type.handler(payload, ctx))
+        except ValidationError as exc:
+            return self._fail(job, "Payload does not match its job type", "INVALID_PAYLOAD", exc)
+        except PermanentJobError as exc:
+            return self._fail(job, str(exc), "PERMANENT", exc)
+        except Exception as exc:  # every other failure is worth another attempt
+            logger.warning("attempt %d failed: %s", job.attempts, type(exc).__name__, exc_info=True)
+            return self._retry(job, job_type, ref, exc)
+        finally:
+            metrics.add_metric("JobDuration", MetricUnit.Milliseconds, (time.perf_counter() - started) * 1000)
+        now = self.now()
+        done = job.transition(
+            JobStatus.COMPLETED,
+            now,
+            result=result,
+            error=None,
+            error_details=None,
+            processing_completed_at=now,
+        )
+        self._save(job, done)
+        metrics.add_metric("JobsCompleted", MetricUnit.Count, 1)
+        logger.info("job completed", extra={"attempt": job.attempts})
+        return DONE
+
+    def _retry(self, job: Job, job_type: JobType, ref: QueueMessageRef, exc: Exception) -> Outcome:
+        if job.attempts >= job.max_attempts:
+            return self._fail(job, _describe(exc), "ATTEMPTS_EXHAUSTED", exc)
+        now = self.now()
+        delay = retry_delay(job.attempts, job.retry_delay_seconds, job_type.policy.backoff)
+        retrying = job.transition(
+            JobStatus.RETRYING,
+            now,
+            error=_describe(exc),
+            error_details={"code": "RETRYABLE", "exception": type(exc).__name__, "attempt": job.attempts},
+            next_retry_at=now + timedelta(seconds=delay),
+        )
+        if not self._save(job, retrying):
+            return DONE
+        metrics.add_metric("JobsRetried", MetricUnit.Count, 1)
+        return self._later(retrying, ref, delay)
+
+    def _fail(self, job: Job, error: str, code: str, exc: Exception) -> Outcome:
+        now = self.now()
+        details: dict[str, Any] = {"code": code, "exception": type(exc).__name__, "attempt": job.attempts}
+        if isinstance(exc, ValidationError):
+            details["fields"] = field_errors(exc, "payload")
+        failed = job.transition(
+            JobStatus.FAILED, now, error=error, error_details=details, processing_completed_at=now
+        )
+        self._save(job, failed)
+        metrics.add_metric("JobsFailed", MetricUnit.Count, 1)
+        logger.info("job failed", extra={"attempt": job.attempts, "code": code})
+        return DONE
+
+    def _save(self, old: Job, new: Job) -> bool:
+        try:
+            self.store.put(new, expected_version=old.version)
+            return True
+        except ConflictError:
+            # Only the stuck sweep moves a PROCESSING job, and only once its lease is long over.
+            logger.warning("job changed while it ran; outcome %s discarded", new.status)
+            return False
+
+    # -- keeping, requeueing and dead-lettering messages ------------------------------------
+    def _later(self, job: Job, ref: QueueMessageRef, delay: int) -> Outcome:
+        """Bring the (saved) job back in `delay` s: by the message's visibility while SQS
+        allows it, else by a fresh message, or a DynamoDB hold past 15 minutes."""
+        if ref.receive_count < self.max_receive_count and delay <= MAX_DELAY_SECONDS:
+            try:
+                return self._keep(ref, delay)
+            except Exception:  # e.g. past SQS's 12 hours since the first receive
+                logger.warning("could not change visibility; requeueing instead", exc_info=True)
+        if delay > SQS_MAX_DELAY_SECONDS:
+            due = self.now() + timedelta(seconds=delay)
+            held = job.model_copy(update={"held": True, "run_at": due, "version": job.version + 1})
+            self.store.put(held, expected_version=job.version)
+        else:
+            self.queue.send(job.priority, QueueMessage.for_job(job), delay)
+        return DONE
+
+    def _keep(self, ref: QueueMessageRef, seconds: int) -> Outcome:
+        self.queue.change_visibility(ref.priority, ref.receipt_handle, seconds)
+        return Outcome(visible_again_in=seconds)
+
+    def _dead_letter(
+        self, body: str, ref: QueueMessageRef, message: QueueMessage | None, reason: str
+    ) -> Outcome:
+        """Poison: to the DLQ at once, and the job record (found or made) says so."""
+        self.queue.send_to_dead_letter(ref.priority, body, reason)
+        metrics.add_metric("JobsDeadLettered", MetricUnit.Count, 1)
+        job_id = (message.job_id if message else None) or ref.message_id
+        logger.warning("message dead-lettered: %s", reason, extra={"job_id": job_id})
+        now = self.now()
+        for _ in range(3):
+            job = self.store.get(job_id)
+            try:
+                if job is None:
+                    job = Job(
+                        job_id=job_id,
+                        type=message.type if message else "unknown",
+                        priority=ref.priority,
+                        payload=message.payload if message else None,
+                        user_id=message.user_id if message else None,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    dead = job.transition(
+                        JobStatus.FAILED,
+                        now,
+                        error=reason,
+                        error_details={"code": "POISON_MESSAGE"},
+                        dead_lettered=True,
+                    )
+                    self.store.put(dead, expected_version=None)
+                elif job.status not in (JobStatus.COMPLETED, JobStatus.CANCELLED):
+                    update = {
+                        "error": reason,
+                        "error_details": {"code": "POISON_MESSAGE"},
+                        "dead_lettered": True,
+                    }
+                    dead = (
+                        job.model_copy(update={**update, "updated_at": now, "version": job.version + 1})
+                        if job.status == JobStatus.FAILED
+                        else job.transition(JobStatus.FAILED, now, **update)
+                    )
+                    self.store.put(dead, expected_version=job.version)
+                return DONE
+            except ConflictError:
+                continue
+        return DONE
+
+
+def _jsonable(result: Any) -> Any:
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json", by_alias=True)
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError):
+        raise PermanentJobError(f"handler returned a {type(result).__name__}, which is not JSON") from None
+    return result
+
+
+def _describe(exc: Exception) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _seconds(delta: timedelta) -> int:
+    return max(0, int(delta.total_seconds() + 0.999))
+
+
+def _ms(delta: timedelta) -> float:
+    return delta.total_seconds() * 1000
