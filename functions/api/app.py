@@ -117,7 +117,7 @@ def health() -> Response[str]:
 def enqueue() -> Response[str]:
     who = caller()
     request = parse_body(EnqueueRequest)
-    header_key = app.current_event.get_header_value("Idempotency-Key", case_sensitive=False)
+    header_key = app.current_event.headers.get("idempotency-key")
     if header_key and not request.idempotency_key:
         request = request.model_copy(update={"idempotency_key": header_key})
         EnqueueRequest.model_validate(request.model_dump())  # same limits as the body field

@@ -6,10 +6,12 @@ boto3 and its clients on first use only, and only for the clients it uses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from tarefa.job import Priority
+from tarefa.job import Priority, utcnow
 from tarefa.jobtypes import JobTypeRegistry, default_registry
 from tarefa.settings import Settings, get_settings
 
@@ -34,6 +36,10 @@ class Container:
     def __init__(self, settings: Settings | None = None, registry: JobTypeRegistry | None = None) -> None:
         self.settings = settings or get_settings()
         self._registry = registry
+        self.clock: Callable[[], datetime] = utcnow  # tests move time forward through this
+
+    def now(self) -> datetime:
+        return self.clock()
 
     @cached_property
     def registry(self) -> JobTypeRegistry:
@@ -65,14 +71,16 @@ class Container:
     def jobs(self) -> JobService:
         from tarefa.jobs import JobService
 
-        return JobService(self.store, self.queue, self.registry)
+        return JobService(self.store, self.queue, self.registry, now=self.now)
 
     @cached_property
     def worker(self) -> Worker:
         from tarefa.worker import Worker
 
         s = self.settings
-        return Worker(self.store, self.queue, self.registry, s.max_receive_count, s.worker_timeout_seconds)
+        return Worker(
+            self.store, self.queue, self.registry, s.max_receive_count, s.worker_timeout_seconds, now=self.now
+        )
 
     @cached_property
     def maintenance(self) -> Maintenance:
@@ -80,7 +88,12 @@ class Container:
 
         s = self.settings
         return Maintenance(
-            self.store, self.queue, s.job_retention_seconds, s.stuck_after_seconds, s.worker_timeout_seconds
+            self.store,
+            self.queue,
+            s.job_retention_seconds,
+            s.stuck_after_seconds,
+            s.worker_timeout_seconds,
+            now=self.now,
         )
 
 

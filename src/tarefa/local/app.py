@@ -1,0 +1,112 @@
+"""The whole application in one process: the template's resources in an AWS endpoint (moto,
+in-process or as a server), and the real handlers invoked as Lambda would invoke them.
+
+The local stack serves this over HTTP; integration tests and benchmarks drive it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from tarefa import wiring
+from tarefa.local.provision import Function, SqsSource, Stack, provision
+from tarefa.local.runtime import Handler, deliver, http_event, invoke, load_handler, match_route
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+    @property
+    def text(self) -> str:
+        return json.dumps(self.body)
+
+
+class _Clients:
+    def __init__(self, sqs: Any, dynamodb: Any) -> None:
+        self.sqs = sqs
+        self.dynamodb = dynamodb
+
+
+class LocalApp:
+    def __init__(self, sqs: Any, dynamodb: Any, parameters: dict[str, str] | None = None) -> None:
+        self.sqs = sqs
+        self.stack: Stack = provision(_Clients(sqs, dynamodb), {"EnableTestJobs": "1", **(parameters or {})})
+        # The functions share the template's Globals environment; one process, one environ.
+        for function in self.stack.functions.values():
+            os.environ.update(function.environment)
+        wiring.reset()
+        self.handlers: dict[str, Handler] = {
+            logical_id: load_handler(function) for logical_id, function in self.stack.functions.items()
+        }
+        self.api_function = self.stack.function_with_routes()
+
+    # -- HTTP ------------------------------------------------------------------------------
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | Any = b"",
+        claims: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        source_ip: str = "127.0.0.1",
+    ) -> HttpResult:
+        """One request as API Gateway would pass it, once the JWT authorizer let `claims` in."""
+        path, _, query = path.partition("?")
+        found = match_route(self.api_function.routes, method, path)
+        if found is None:
+            return HttpResult(404, {}, {"message": "Not Found"})
+        route, parameters = found
+        if route.authorized and claims is None:
+            return HttpResult(401, {"www-authenticate": "Bearer"}, {"message": "Unauthorized"})
+        if not isinstance(body, bytes | str):
+            body = json.dumps(body)
+        raw = body.encode() if isinstance(body, str) else body
+        event = http_event(
+            method,
+            path,
+            f"{route.method} {route.path}",
+            parameters,
+            query,
+            {"content-type": "application/json", **(headers or {})},
+            raw,
+            source_ip,
+            claims if route.authorized else None,
+        )
+        response = invoke(self.api_function, self.handlers[self.api_function.logical_id], event)
+        text = response.get("body") or ""
+        return HttpResult(
+            response["statusCode"],
+            {k.lower(): v for k, v in (response.get("headers") or {}).items()},
+            json.loads(text) if text else None,
+        )
+
+    # -- SQS event sources -----------------------------------------------------------------
+    def sqs_sources(self) -> list[tuple[Function, SqsSource]]:
+        return [(f, s) for f in self.stack.functions.values() for s in f.sqs]
+
+    def poll(self, function: Function, source: SqsSource, wait_seconds: int = 0) -> int:
+        return deliver(self.sqs, function, self.handlers[function.logical_id], source, wait_seconds)
+
+    def drain(self, max_rounds: int = 100) -> int:
+        """Poll every event source until a whole round finds nothing visible."""
+        delivered = 0
+        for _ in range(max_rounds):
+            this_round = sum(self.poll(f, s) for f, s in self.sqs_sources())
+            if this_round == 0:
+                return delivered
+            delivered += this_round
+        return delivered
+
+    # -- schedules -------------------------------------------------------------------------
+    def fire(self, schedule_name: str) -> Any:
+        for function in self.stack.functions.values():
+            for schedule in function.schedules:
+                if schedule.name == schedule_name:
+                    return invoke(function, self.handlers[function.logical_id], dict(schedule.input))
+        raise KeyError(f"no schedule named {schedule_name}")

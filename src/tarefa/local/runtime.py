@@ -1,0 +1,192 @@
+"""Runs the real Lambda handlers in this process: loads them, gives them a Lambda-like context,
+and turns HTTP requests and SQS messages into the events AWS would send."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any
+from urllib.parse import unquote_plus
+
+from tarefa.local.provision import Function, HttpRoute, SqsSource
+from tarefa.local.template import ACCOUNT, REGION
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass
+class LambdaContext:
+    """The attributes Powertools and the handlers read from a real context."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    timeout_seconds: int
+
+    def __post_init__(self) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.function_name}"
+        self.function_version = "$LATEST"
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + self.timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def load_handler(function: Function) -> Handler:
+    module_name, attribute = function.handler.rsplit(".", 1)
+    path = function.code_dir / f"{module_name}.py"
+    spec = importlib.util.spec_from_file_location(f"tarefa_function_{function.logical_id}", path)
+    assert spec is not None and spec.loader is not None
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    handler: Handler = getattr(module, attribute)
+    return handler
+
+
+def match_route(routes: list[HttpRoute], method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
+    """The template's route for a request, with its path parameters (API Gateway's matching)."""
+    for route in routes:
+        pattern = "^" + re.sub(r"\\{([^}+]+)\\}", r"(?P<\1>[^/]+)", re.escape(route.path)) + "$"
+        found = re.match(pattern, path)
+        if found and route.method in (method, "ANY"):
+            return route, found.groupdict()
+    return None
+
+
+def invoke(function: Function, handler: Handler, event: dict[str, Any]) -> Any:
+    context = LambdaContext(function.logical_id, function.memory_mb, function.timeout)
+    return handler(event, context)
+
+
+def http_event(
+    method: str,
+    path: str,
+    route_key: str,
+    path_parameters: dict[str, str],
+    query: str,
+    headers: dict[str, str],
+    body: bytes,
+    source_ip: str,
+    claims: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API payload 2.0 event, as the deployed API sends it."""
+    now = datetime.now(UTC)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    try:
+        text, encoded = body.decode(), False
+    except UnicodeDecodeError:
+        text, encoded = base64.b64encode(body).decode(), True
+    query_params: dict[str, str] = {}
+    for pair in filter(None, query.split("&")):
+        key, _, value = pair.partition("=")
+        query_params[unquote_plus(key)] = unquote_plus(value)  # API Gateway joins repeats with ","
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": lowered,
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": "local",
+            "domainName": lowered.get("host", "localhost"),
+            "domainPrefix": "local",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": lowered.get("user-agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": encoded,
+    }
+    if query_params:
+        event["queryStringParameters"] = query_params
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    if body:
+        event["body"] = text
+    if claims is not None:
+        event["requestContext"]["authorizer"] = {
+            "jwt": {"claims": {k: _claim_text(v) for k, v in claims.items()}, "scopes": None}
+        }
+    return event
+
+
+def _claim_text(value: Any) -> str:
+    """HTTP APIs hand JWT claims to Lambda as strings; arrays become "[a b]"."""
+    if isinstance(value, list):
+        return "[" + " ".join(str(v) for v in value) + "]"
+    return str(value)
+
+
+def sqs_event(source: SqsSource, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{source.queue_url.rsplit('/', 1)[-1]}"
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {
+                    "ApproximateReceiveCount": m.get("Attributes", {}).get("ApproximateReceiveCount", "1"),
+                    "SentTimestamp": m.get("Attributes", {}).get("SentTimestamp", "0"),
+                    "SenderId": ACCOUNT,
+                    "ApproximateFirstReceiveTimestamp": m.get("Attributes", {}).get(
+                        "ApproximateFirstReceiveTimestamp", "0"
+                    ),
+                },
+                "messageAttributes": {},
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+    }
+
+
+def deliver(sqs: Any, function: Function, handler: Handler, source: SqsSource, wait_seconds: int = 0) -> int:
+    """One poll of an SQS event source mapping: receive up to BatchSize, invoke, then delete
+    what the handler did not report in batchItemFailures. Returns messages delivered."""
+    messages = sqs.receive_message(
+        QueueUrl=source.queue_url,
+        MaxNumberOfMessages=min(source.batch_size, 10),
+        WaitTimeSeconds=wait_seconds,
+        AttributeNames=["All"],
+    ).get("Messages", [])
+    if not messages:
+        return 0
+    try:
+        response = invoke(function, handler, sqs_event(source, messages)) or {}
+        failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+    except Exception:
+        failed = {m["MessageId"] for m in messages}  # a crashed invocation: the whole batch returns
+    done = [m for m in messages if m["MessageId"] not in failed]
+    if done:
+        sqs.delete_message_batch(
+            QueueUrl=source.queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+        )
+    return len(messages)
+
+
+def json_body(response: dict[str, Any]) -> Any:
+    return json.loads(response.get("body") or "null")

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tarefa import wiring
+from tarefa.job import utcnow
+from tarefa.local.app import LocalApp
+
+ALICE = {"sub": "alice"}
+BOB = {"sub": "bob"}
+ADMIN = {"sub": "root", "cognito:groups": ["admin"]}
+
+
+class Clock:
+    """Time the services see; tests move it forward instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return utcnow() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def app() -> Iterator[LocalApp]:
+    with mock_aws():
+        yield LocalApp(boto3.client("sqs"), boto3.client("dynamodb"))
+    wiring.reset()
+
+
+@pytest.fixture
+def clock(app: LocalApp) -> Clock:
+    clock = Clock()
+    wiring.container().clock = clock
+    return clock
+
+
+def enqueue(app: LocalApp, body: dict[str, Any], claims: dict[str, Any] = ALICE) -> dict[str, Any]:
+    result = app.api("POST", "/jobs", body, claims)
+    assert result.status == 202, result.body
+    job: dict[str, Any] = result.body
+    return job
+
+
+def job_of(app: LocalApp, job_id: str, claims: dict[str, Any] = ALICE) -> dict[str, Any]:
+    result = app.api("GET", f"/jobs/{job_id}", claims=claims)
+    assert result.status == 200, result.body
+    job: dict[str, Any] = result.body
+    return job
+
+
+def make_visible(app: LocalApp) -> None:
+    """What waiting out every visibility timeout would do: all in-flight messages come back."""
+    for _, source in app.sqs_sources():
+        while True:
+            messages = app.sqs.receive_message(QueueUrl=source.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                break
+            for m in messages:
+                app.sqs.change_message_visibility(
+                    QueueUrl=source.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+                )
+            break
