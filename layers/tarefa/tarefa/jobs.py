@@ -268,6 +268,11 @@ def _encode_cursor(key: str) -> str:
 
 def _decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError):
+        key = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+        created, _, job_id = key.partition("#")
+        datetime.fromisoformat(created)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
         raise MalformedRequestError("cursor is not one this API returned") from None
+    if not job_id:
+        raise MalformedRequestError("cursor is not one this API returned")
+    return key

@@ -7,6 +7,7 @@ import base64
 import importlib.util
 import json
 import re
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -48,6 +49,7 @@ def load_handler(function: Function) -> Handler:
     spec = importlib.util.spec_from_file_location(f"tarefa_function_{function.logical_id}", path)
     assert spec is not None and spec.loader is not None
     module: ModuleType = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic resolves annotations through sys.modules
     spec.loader.exec_module(module)
     handler: Handler = getattr(module, attribute)
     return handler
