@@ -66,11 +66,11 @@ class Worker:
         except (PoisonMessageError, UnknownJobTypeError) as exc:
             return self._dead_letter(body, ref, message, str(exc))
         job_id = message.job_id or ref.message_id
-        logger.append_keys(job_id=job_id, job_type=message.type)
+        logger.thread_safe_append_keys(job_id=job_id, job_type=message.type)
         try:
             return self._process(message, job_id, job_type, ref, remaining_seconds)
         finally:
-            logger.remove_keys(["job_id", "job_type"])
+            logger.thread_safe_remove_keys(["job_id", "job_type"])
 
     def _process(
         self, message: QueueMessage, job_id: str, job_type: JobType, ref: QueueMessageRef, remaining: float

@@ -21,10 +21,7 @@ class HttpResult:
     status: int
     headers: dict[str, str]
     body: Any
-
-    @property
-    def text(self) -> str:
-        return json.dumps(self.body)
+    text: str = ""
 
 
 class _Clients:
@@ -60,10 +57,10 @@ class LocalApp:
         path, _, query = path.partition("?")
         found = match_route(self.api_function.routes, method, path)
         if found is None:
-            return HttpResult(404, {}, {"message": "Not Found"})
+            return _gateway_error(404, "Not Found")
         route, parameters = found
         if route.authorized and claims is None:
-            return HttpResult(401, {"www-authenticate": "Bearer"}, {"message": "Unauthorized"})
+            return _gateway_error(401, "Unauthorized")
         if not isinstance(body, bytes | str):
             body = json.dumps(body)
         raw = body.encode() if isinstance(body, str) else body
@@ -84,7 +81,12 @@ class LocalApp:
             response["statusCode"],
             {k.lower(): v for k, v in (response.get("headers") or {}).items()},
             json.loads(text) if text else None,
+            text,
         )
+
+    def new_handler(self, function: Function) -> Handler:
+        """A fresh copy of a function's module: one per concurrent execution environment."""
+        return load_handler(function)
 
     # -- SQS event sources -----------------------------------------------------------------
     def sqs_sources(self) -> list[tuple[Function, SqsSource]]:
@@ -110,3 +112,12 @@ class LocalApp:
                 if schedule.name == schedule_name:
                     return invoke(function, self.handlers[function.logical_id], dict(schedule.input))
         raise KeyError(f"no schedule named {schedule_name}")
+
+
+def _gateway_error(status: int, message: str) -> HttpResult:
+    """What API Gateway itself answers before any function runs."""
+    body = {"message": message}
+    headers = {"content-type": "application/json"}
+    if status == 401:
+        headers["www-authenticate"] = "Bearer"
+    return HttpResult(status, headers, body, json.dumps(body))

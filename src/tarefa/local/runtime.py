@@ -165,28 +165,52 @@ def sqs_event(source: SqsSource, messages: list[dict[str, Any]]) -> dict[str, An
     }
 
 
-def deliver(sqs: Any, function: Function, handler: Handler, source: SqsSource, wait_seconds: int = 0) -> int:
-    """One poll of an SQS event source mapping: receive up to BatchSize, invoke, then delete
-    what the handler did not report in batchItemFailures. Returns messages delivered."""
-    messages = sqs.receive_message(
+def receive(sqs: Any, source: SqsSource, wait_seconds: int = 0) -> list[dict[str, Any]]:
+    """Gather a batch as an event source mapping does: up to BatchSize messages, waiting at
+    most MaximumBatchingWindowInSeconds for more once the first has arrived."""
+    batch: list[dict[str, Any]] = sqs.receive_message(
         QueueUrl=source.queue_url,
         MaxNumberOfMessages=min(source.batch_size, 10),
         WaitTimeSeconds=wait_seconds,
         AttributeNames=["All"],
     ).get("Messages", [])
-    if not messages:
-        return 0
+    window_ends = time.monotonic() + source.batching_window_seconds
+    while batch and len(batch) < source.batch_size and time.monotonic() < window_ends:
+        more = sqs.receive_message(
+            QueueUrl=source.queue_url,
+            MaxNumberOfMessages=min(source.batch_size - len(batch), 10),
+            AttributeNames=["All"],
+        ).get("Messages", [])
+        if not more:
+            time.sleep(0.05)
+        batch += more
+    return batch
+
+
+def process_batch(
+    sqs: Any, function: Function, handler: Handler, source: SqsSource, messages: list[dict[str, Any]]
+) -> set[str]:
+    """Invoke the handler with the batch, then delete what it did not report in
+    batchItemFailures (a crashed invocation leaves the whole batch). Returns the failed ids."""
     try:
         response = invoke(function, handler, sqs_event(source, messages)) or {}
         failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
     except Exception:
-        failed = {m["MessageId"] for m in messages}  # a crashed invocation: the whole batch returns
+        failed = {m["MessageId"] for m in messages}
     done = [m for m in messages if m["MessageId"] not in failed]
-    if done:
+    for start in range(0, len(done), 10):
         sqs.delete_message_batch(
             QueueUrl=source.queue_url,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])],
         )
+    return failed
+
+
+def deliver(sqs: Any, function: Function, handler: Handler, source: SqsSource, wait_seconds: int = 0) -> int:
+    """One poll of an event source mapping; returns how many messages were delivered."""
+    messages = receive(sqs, source, wait_seconds)
+    if messages:
+        process_batch(sqs, function, handler, source, messages)
     return len(messages)
 
 

@@ -1,0 +1,100 @@
+"""The `tarefa` command: `tarefa local` runs the local stack, `tarefa token` mints a token."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+DEFAULT_AWS_PORT = 4599
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tarefa", description="Tarefa developer tools.")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get("TAREFA_STATE_DIR", ".tarefa")),
+        help="where the signing key and local.json live (default .tarefa, or $TAREFA_STATE_DIR)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    local = commands.add_parser("local", help="run the whole application on loopback")
+    local.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    local.add_argument("--api-port", type=int, default=3000, help="HTTP API port (default 3000)")
+    local.add_argument(
+        "--aws-port", type=int, default=DEFAULT_AWS_PORT, help=f"AWS emulator port (default {DEFAULT_AWS_PORT})"
+    )
+    local.add_argument("--no-test-jobs", action="store_true", help="do not register system.fail")
+    local.add_argument(
+        "--schedule-speedup",
+        type=float,
+        default=1.0,
+        help="divide every rate() schedule's period by this (e.g. 60 turns minutes into seconds)",
+    )
+    local.add_argument("--verbose", action="store_true", help="show the functions' own JSON logs and metrics")
+
+    token = commands.add_parser("token", help="print a bearer token the local stack accepts")
+    token.add_argument("--user", required=True, help="the token's subject (the user id)")
+    token.add_argument("--admin", action="store_true", help="member of the admin group")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
+
+    args = parser.parse_args(argv)
+    if args.command == "token":
+        return _token(args)
+    return _local(args)
+
+
+def _token(args: argparse.Namespace) -> int:
+    from tarefa.local.auth import LocalAuthority
+
+    if args.ttl < 1:
+        print("tarefa token: --ttl must be at least 1 second", file=sys.stderr)
+        return 2
+    print(LocalAuthority(args.state_dir).mint(args.user, admin=args.admin, ttl_seconds=args.ttl))
+    return 0
+
+
+def _local(args: argparse.Namespace) -> int:
+    from tarefa.local.stack import LocalStack, PortInUseError
+
+    started = time.perf_counter()
+    stack = LocalStack(
+        host=args.host,
+        api_port=args.api_port,
+        aws_port=args.aws_port,
+        state_dir=args.state_dir,
+        test_jobs=not args.no_test_jobs,
+        schedule_speedup=args.schedule_speedup,
+        verbose=args.verbose,
+        log=lambda line: print(line, flush=True),
+    )
+    try:
+        stack.start()
+    except PortInUseError as exc:
+        print(f"tarefa local: {exc}", file=sys.stderr)
+        return 2
+    print(stack.summary(), flush=True)
+    print(f"Ready in {time.perf_counter() - started:.1f} s.", flush=True)
+
+    done = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    done.wait()
+    print("Stopping...", flush=True)
+    stack.stop()
+    print("Stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""`tarefa local`: the whole application on loopback, with no Docker and no AWS account.
+
+moto's server plays AWS; the template's resources are created in it; the HTTP API, the SQS
+event source mappings and the schedules call the real handlers the way Lambda would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from tarefa import wiring
+from tarefa.job import Job
+from tarefa.local.app import LocalApp
+from tarefa.local.auth import LocalAuthority, TokenError
+from tarefa.local.provision import Function, ScheduleSource, SqsSource
+from tarefa.local.runtime import Handler, invoke, match_route, process_batch, receive
+from tarefa.local.schedules import cron_matches, rate_seconds
+
+MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's own limit for HTTP APIs
+Log = Callable[[str], None]
+
+
+class PortInUseError(Exception):
+    pass
+
+
+def ensure_free(host: str, port: int, flag: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            raise PortInUseError(f"port {port} on {host} is already in use; choose another with {flag}") from None
+
+
+class TransitionLog:
+    """Wraps the job store so every job write prints one line (id, type, status)."""
+
+    def __init__(self, inner: Any, log: Log) -> None:
+        self._inner = inner
+        self._log = log
+
+    def put(self, job: Job, expected_version: int | None) -> None:
+        self._inner.put(job, expected_version)
+        self._log(f"JOB  {job.job_id} {job.type} {job.status}" + (f" attempt {job.attempts}" if job.attempts else ""))
+
+    def put_with_idempotency_key(self, job: Job, key_id: str, expires_at: datetime) -> None:
+        self._inner.put_with_idempotency_key(job, key_id, expires_at)
+        self._log(f"JOB  {job.job_id} {job.type} {job.status}")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class LocalStack:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        api_port: int = 3000,
+        aws_port: int = 4599,
+        state_dir: Path = Path(".tarefa"),
+        test_jobs: bool = True,
+        schedule_speedup: float = 1.0,
+        verbose: bool = False,
+        log: Log = print,
+    ) -> None:
+        self.host = host
+        self.api_port = api_port
+        self.aws_port = aws_port
+        self.state_dir = state_dir
+        self.test_jobs = test_jobs
+        self.schedule_speedup = schedule_speedup
+        self.verbose = verbose
+        self._log = log
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.function_locks: dict[str, threading.Lock] = {}
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+    @property
+    def aws_url(self) -> str:
+        return f"http://{self.host}:{self.aws_port}"
+
+    def log(self, line: str) -> None:
+        self._log(f"{datetime.now(UTC):%H:%M:%S} {line}")
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        ensure_free(self.host, self.api_port, "--api-port")
+        ensure_free(self.host, self.aws_port, "--aws-port")
+        self.authority = LocalAuthority(self.state_dir)
+        self._start_emulator()
+        import boto3
+
+        session = boto3.session.Session()
+        clients = {name: session.client(name, endpoint_url=self.aws_url) for name in ("sqs", "dynamodb")}  # type: ignore[call-overload]
+        parameters = {"EnableTestJobs": "1" if self.test_jobs else "0", "LogLevel": "INFO" if self.verbose else "WARNING"}
+        self.app = LocalApp(clients["sqs"], clients["dynamodb"], parameters)
+        container = wiring.container()
+        container.__dict__["store"] = TransitionLog(container.store, self.log)
+        self._start_api()
+        for function, source in self.app.sqs_sources():
+            self._spawn(f"poller-{source.queue_logical_id}", self._poll, function, source)
+        self._spawn("scheduler", self._schedule)
+        self._write_state()
+
+    def _start_emulator(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per emulator call is noise
+        warnings.filterwarnings("ignore", "No application metrics to publish")
+
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+        os.environ["AWS_ENDPOINT_URL"] = self.aws_url
+        if not self.verbose:
+            os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+        self.emulator = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)
+        self.emulator.start()
+
+    def _start_api(self) -> None:
+        self.api_lock = threading.Lock()  # one API execution environment: the resolver is per-event
+        stack = self
+
+        class RequestHandler(_ApiRequestHandler):
+            local = stack
+
+        self.http = ThreadingHTTPServer((self.host, self.api_port), RequestHandler)
+        self.http.daemon_threads = True
+        self._spawn("api", self.http.serve_forever)
+
+    def _spawn(self, name: str, target: Callable[..., Any], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def _write_state(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        state = {
+            "apiUrl": self.api_url,
+            "awsEndpointUrl": self.aws_url,
+            "region": "us-east-1",
+            "queues": {k: v for k, v in self.app.stack.queue_urls.items()},
+            "tables": dict(self.app.stack.tables),
+        }
+        (self.state_dir / "local.json").write_text(json.dumps(state, indent=2) + "\n")
+
+    def summary(self) -> str:
+        queues = "\n".join(f"  {name:<24} {url}" for name, url in self.app.stack.queue_urls.items())
+        return (
+            f"Tarefa local stack is up.\n"
+            f"  API          {self.api_url}\n"
+            f"  AWS endpoint {self.aws_url}  (region us-east-1, any credentials)\n"
+            f"Queues:\n{queues}\n"
+            f"Written to {self.state_dir / 'local.json'}. Mint a token: tarefa token --user alice\n"
+            f"Ctrl-C stops it."
+        )
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.http.shutdown()
+        self.http.server_close()
+        for thread in self.threads:
+            thread.join(timeout=5)
+        self.emulator.stop()
+
+    # -- invocations -----------------------------------------------------------------------
+    def call_api(self, method: str, target: str, body: bytes, headers: dict[str, str], source_ip: str) -> tuple[int, dict[str, str], str]:
+        path = target.split("?", 1)[0]
+        found = match_route(self.app.api_function.routes, method, path)
+        claims: dict[str, Any] | None = None
+        if found is not None and found[0].authorized:
+            try:
+                claims = self.authority.verify(headers.get("authorization"))
+            except TokenError as exc:
+                if self.verbose:
+                    self.log(f"AUTH refused: {exc}")
+        with self.api_lock:
+            result = self.app.api(method, target, body, claims, headers, source_ip)
+        return result.status, result.headers, result.text
+
+    def _invoke_locked(self, function: Function, handler: Handler, event: dict[str, Any]) -> Any:
+        lock = self.function_locks.setdefault(function.logical_id, threading.Lock())
+        with lock:
+            return invoke(function, handler, event)
+
+    # -- SQS event source mappings ---------------------------------------------------------
+    def _poll(self, function: Function, source: SqsSource) -> None:
+        """One event source mapping: at most MaximumConcurrency batches in flight, each in an
+        execution environment (a module instance) of its own."""
+        slots = threading.BoundedSemaphore(source.maximum_concurrency)
+        environments: queue.SimpleQueue[Handler] = queue.SimpleQueue()
+        for _ in range(source.maximum_concurrency):
+            environments.put(self.app.new_handler(function))
+        pool = ThreadPoolExecutor(max_workers=source.maximum_concurrency, thread_name_prefix=source.queue_logical_id)
+
+        def run(messages: list[dict[str, Any]]) -> None:
+            handler = environments.get()
+            try:
+                process_batch(self.app.sqs, function, handler, source, messages)
+            except Exception as exc:  # the emulator went away while stopping
+                if not self.stopping.is_set():
+                    self.log(f"POLL {source.queue_logical_id} error: {exc}")
+            finally:
+                environments.put(handler)
+                slots.release()
+
+        while not self.stopping.is_set():
+            if not slots.acquire(timeout=0.5):
+                continue
+            try:
+                messages = receive(self.app.sqs, source, wait_seconds=1)
+            except Exception as exc:
+                slots.release()
+                if not self.stopping.is_set():
+                    self.log(f"POLL {source.queue_logical_id} error: {exc}")
+                    time.sleep(1)
+                continue
+            if not messages:
+                slots.release()
+                continue
+            pool.submit(run, messages)
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- schedules -------------------------------------------------------------------------
+    def _schedule(self) -> None:
+        plans: list[tuple[Function, ScheduleSource, float | None]] = []
+        for function in self.app.stack.functions.values():
+            for schedule in function.schedules:
+                every = rate_seconds(schedule.expression)
+                plans.append((function, schedule, every / self.schedule_speedup if every else None))
+        handlers = {f.logical_id: self.app.new_handler(f) for f, _, _ in plans}
+        started = time.monotonic()
+        next_rate = {s.name: started + every for _, s, every in plans if every}
+        last_cron_minute: dict[str, str] = {}
+        while not self.stopping.wait(0.2):
+            now = datetime.now(UTC)
+            for function, schedule, every in plans:
+                if every is not None:
+                    if time.monotonic() < next_rate[schedule.name]:
+                        continue
+                    next_rate[schedule.name] += every
+                else:
+                    minute = now.strftime("%Y%m%d%H%M")
+                    if last_cron_minute.get(schedule.name) == minute or not cron_matches(schedule.expression, now):
+                        continue
+                    last_cron_minute[schedule.name] = minute
+                self.fire(function, handlers[function.logical_id], schedule)
+
+    def fire(self, function: Function, handler: Handler, schedule: ScheduleSource) -> None:
+        try:
+            result = self._invoke_locked(function, handler, dict(schedule.input))
+            self.log(f"CRON {schedule.name} ({schedule.expression}) -> {json.dumps(result)}")
+        except Exception as exc:
+            if not self.stopping.is_set():
+                self.log(f"CRON {schedule.name} failed: {type(exc).__name__}: {exc}")
+
+
+class _ApiRequestHandler(BaseHTTPRequestHandler):
+    local: LocalStack
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        started = time.perf_counter()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_REQUEST_BYTES:
+            status, headers, text = 413, {"content-type": "application/json"}, '{"message":"Request Entity Too Large"}'
+            self.close_connection = True
+        else:
+            body = self.rfile.read(length) if length else b""
+            request_headers = {k.lower(): v for k, v in self.headers.items()}
+            try:
+                status, headers, text = self.local.call_api(
+                    self.command, self.path, body, request_headers, self.client_address[0]
+                )
+            except Exception as exc:
+                self.local.log(f"API  internal error: {type(exc).__name__}: {exc}")
+                status, headers, text = 500, {"content-type": "application/json"}, '{"message":"Internal Server Error"}'
+        payload = text.encode()
+        self.send_response(status)
+        for name, value in headers.items():
+            if name.lower() != "content-length":
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        elapsed = (time.perf_counter() - started) * 1000
+        self.local.log(f"API  {self.command} {self.path.split('?', 1)[0]} {status} {elapsed:.0f}ms")
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        """Silenced: _serve logs one line per request itself."""
