@@ -14,6 +14,7 @@ os.environ.update(
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
         "POWERTOOLS_METRICS_NAMESPACE": "Tarefa",
+        "POWERTOOLS_SERVICE_NAME": "tarefa",
         "POWERTOOLS_DEV": "false",
     }
 )

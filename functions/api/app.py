@@ -166,7 +166,7 @@ def recover() -> Response[str]:
     return json_response(200, {"recovered": container().maintenance.recover(request.stuck_after_seconds)})
 
 
-@app.exception_handler(errors.TarefaError)
+@app.exception_handler(errors.TarefaError)  # type: ignore[untyped-decorator]
 def domain_error(exc: errors.TarefaError) -> Response[str]:
     status = next((s for cls, s in STATUS_OF.items() if isinstance(exc, cls)), 500)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
@@ -181,7 +181,7 @@ def not_found(exc: NotFoundError) -> Response[str]:
     return error_response(404, "ROUTE_NOT_FOUND", "No such route")
 
 
-@app.exception_handler(Exception)
+@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
 def unexpected(exc: Exception) -> Response[str]:
     logger.exception("unhandled error")
     return error_response(500, "INTERNAL", "Something went wrong on our side; the request was logged")

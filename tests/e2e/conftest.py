@@ -103,9 +103,16 @@ def start_stack(tmp: Path, *extra: str) -> tuple[RunningStack, int, int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     process = subprocess.Popen(
         [
-            str(BIN / "tarefa"), "--state-dir", str(tmp), "local",
-            "--api-port", str(api_port), "--aws-port", str(aws_port), *extra,
-        ],  # fmt: skip
+            str(BIN / "tarefa"),
+            "--state-dir",
+            str(tmp),
+            "local",
+            "--api-port",
+            str(api_port),
+            "--aws-port",
+            str(aws_port),
+            *extra,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

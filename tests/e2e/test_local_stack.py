@@ -43,7 +43,9 @@ def test_poison_message_goes_to_the_dlq(stack: RunningStack) -> None:
     deadline = time.monotonic() + 30
     bodies: list[str] = []
     while time.monotonic() < deadline and "this is not json" not in bodies:
-        messages = sqs.receive_message(QueueUrl=queues["HighDeadLetterQueue"], WaitTimeSeconds=1).get("Messages", [])
+        messages = sqs.receive_message(QueueUrl=queues["HighDeadLetterQueue"], WaitTimeSeconds=1).get(
+            "Messages", []
+        )
         bodies += [m["Body"] for m in messages]
     assert "this is not json" in bodies
     admin = stack.token("ops", "--admin")
@@ -69,8 +71,12 @@ def test_a_schedule_fires(stack: RunningStack) -> None:
 
 def test_cancel_over_http(stack: RunningStack) -> None:
     alice = stack.token("alice")
-    _, job = stack.request("POST", "/jobs", {"type": "system.echo", "payload": 1, "delaySeconds": 3600}, alice)
-    status, cancelled = stack.request("POST", f"/jobs/{job['jobId']}/cancel", {"reason": "no longer needed"}, alice)
+    _, job = stack.request(
+        "POST", "/jobs", {"type": "system.echo", "payload": 1, "delaySeconds": 3600}, alice
+    )
+    status, cancelled = stack.request(
+        "POST", f"/jobs/{job['jobId']}/cancel", {"reason": "no longer needed"}, alice
+    )
     assert status == 200 and cancelled["status"] == "CANCELLED"
     assert stack.request("POST", f"/jobs/{job['jobId']}/cancel", {}, alice)[0] == 409
 
@@ -92,7 +98,16 @@ def test_health_is_open_and_everything_else_needs_a_valid_token(stack: RunningSt
 def test_port_in_use_is_a_clear_one_line_error(stack: RunningStack, tmp_path: Path) -> None:
     taken = stack.api_url.rsplit(":", 1)[1]
     result = subprocess.run(
-        [str(BIN / "tarefa"), "--state-dir", str(tmp_path), "local", "--api-port", taken, "--aws-port", str(free_port())],
+        [
+            str(BIN / "tarefa"),
+            "--state-dir",
+            str(tmp_path),
+            "local",
+            "--api-port",
+            taken,
+            "--aws-port",
+            str(free_port()),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

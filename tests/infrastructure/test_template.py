@@ -90,7 +90,10 @@ def test_worker_reads_every_priority_queue_with_partial_batch_responses() -> Non
 
 def test_high_priority_gets_the_largest_share_of_concurrency() -> None:
     events = props("WorkerFunction")["Events"]
-    share = {name: int(RESOLVE(e["Properties"]["ScalingConfig"]["MaximumConcurrency"])) for name, e in events.items()}
+    share = {
+        name: int(RESOLVE(e["Properties"]["ScalingConfig"]["MaximumConcurrency"]))
+        for name, e in events.items()
+    }
     assert share["High"] > share["Medium"] > share["Low"] >= 2
 
 
@@ -130,7 +133,12 @@ def test_jobs_table_indexes_are_sharded_or_sparse_and_ttl_is_on() -> None:
     assert set(indexes) == {"ByUser", "ByCreated", "ByOrder", "Sweep"}
     # Partition keys are shard-suffixed values or per-order ids, never a bare status.
     hashes = {name: i["KeySchema"][0]["AttributeName"] for name, i in indexes.items()}
-    assert hashes == {"ByUser": "userShard", "ByCreated": "allShard", "ByOrder": "orderId", "Sweep": "sweepShard"}
+    assert hashes == {
+        "ByUser": "userShard",
+        "ByCreated": "allShard",
+        "ByOrder": "orderId",
+        "Sweep": "sweepShard",
+    }
     assert all(i["Projection"]["ProjectionType"] == "KEYS_ONLY" for i in indexes.values())
 
 
@@ -148,12 +156,23 @@ def test_policies_are_least_privilege() -> None:
 
 def test_outputs_name_the_api_queues_and_tables() -> None:
     outputs = set(TEMPLATE["Outputs"])
-    assert {"ApiUrl", "HighQueueUrl", "MediumQueueUrl", "LowQueueUrl", "JobsTableName", "IdempotencyTableName"} <= outputs
+    assert {
+        "ApiUrl",
+        "HighQueueUrl",
+        "MediumQueueUrl",
+        "LowQueueUrl",
+        "JobsTableName",
+        "IdempotencyTableName",
+    } <= outputs
 
 
 def test_environment_names_match_the_settings_model() -> None:
     from tarefa.settings import Settings
 
-    known = {name.upper() for name in Settings.model_fields} | {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+    known = {name.upper() for name in Settings.model_fields} | {
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+        "POWERTOOLS_LOG_LEVEL",
+    }
     variables = set(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"])
     assert variables <= known, variables - known

@@ -7,14 +7,14 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from tarefa.job import utcnow
 
 from tarefa import wiring
-from tarefa.job import utcnow
 from tarefa.local.app import LocalApp
 
-ALICE = {"sub": "alice"}
-BOB = {"sub": "bob"}
-ADMIN = {"sub": "root", "cognito:groups": ["admin"]}
+ALICE: dict[str, Any] = {"sub": "alice"}
+BOB: dict[str, Any] = {"sub": "bob"}
+ADMIN: dict[str, Any] = {"sub": "root", "cognito:groups": ["admin"]}
 
 
 class Clock:
@@ -62,7 +62,9 @@ def make_visible(app: LocalApp) -> None:
     """What waiting out every visibility timeout would do: all in-flight messages come back."""
     for _, source in app.sqs_sources():
         while True:
-            messages = app.sqs.receive_message(QueueUrl=source.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            messages = app.sqs.receive_message(QueueUrl=source.queue_url, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
             if not messages:
                 break
             for m in messages:

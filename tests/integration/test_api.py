@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tarefa.local.app import LocalApp
@@ -24,7 +26,13 @@ def test_health_is_503_and_names_what_failed(app: LocalApp) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/jobs"), ("GET", "/jobs"), ("GET", "/jobs/x"), ("POST", "/jobs/x/cancel"), ("POST", "/jobs/x/retry")],
+    [
+        ("POST", "/jobs"),
+        ("GET", "/jobs"),
+        ("GET", "/jobs/x"),
+        ("POST", "/jobs/x/cancel"),
+        ("POST", "/jobs/x/retry"),
+    ],
 )
 def test_every_job_route_needs_a_token(app: LocalApp, method: str, path: str) -> None:
     assert app.api(method, path, {}).status == 401
@@ -108,7 +116,7 @@ def test_listing_filters_by_status_type_and_order(app: LocalApp) -> None:
     cancelled = enqueue(app, {"type": "system.echo", "payload": 3})
     app.api("POST", f"/jobs/{cancelled['jobId']}/cancel", claims=ALICE)
 
-    def ids(query: str, claims: dict[str, object] = ALICE) -> list[str]:
+    def ids(query: str, claims: dict[str, Any] = ALICE) -> list[str]:
         result = app.api("GET", f"/jobs?{query}", claims=claims)
         assert result.status == 200, result.body
         return [j["jobId"] for j in result.body["items"]]

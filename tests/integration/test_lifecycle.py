@@ -34,7 +34,9 @@ def test_every_documented_job_field_is_returned(app: LocalApp) -> None:
     }  # fmt: skip
 
 
-def test_retryable_failure_goes_through_retrying_with_backoff_then_completes(app: LocalApp, clock: Clock) -> None:
+def test_retryable_failure_goes_through_retrying_with_backoff_then_completes(
+    app: LocalApp, clock: Clock
+) -> None:
     # Given a job that fails its first attempt, with the default backoff ladder (60 s first)
     job = enqueue(app, {"type": "system.fail", "payload": {"failTimes": 1}})
     # When the worker runs it once
@@ -111,7 +113,9 @@ def test_message_that_is_not_json_goes_to_the_dlq_and_gets_a_failed_record(app: 
 
 def test_unknown_type_sent_to_sqs_is_dead_lettered_with_its_job_record(app: LocalApp) -> None:
     low = app.stack.queue_urls["LowQueue"]
-    app.sqs.send_message(QueueUrl=low, MessageBody=json.dumps({"type": "nope", "jobId": "j-x", "userId": "alice"}))
+    app.sqs.send_message(
+        QueueUrl=low, MessageBody=json.dumps({"type": "nope", "jobId": "j-x", "userId": "alice"})
+    )
     app.drain()
     record = job_of(app, "j-x")
     assert record["status"] == "FAILED"
@@ -184,7 +188,9 @@ def test_duplicate_delivery_runs_the_job_once(app: LocalApp) -> None:
     # Given a job whose message SQS delivers twice
     job = enqueue(app, {"type": "system.echo", "payload": {}})
     medium = app.stack.queue_urls["MediumQueue"]
-    app.sqs.send_message(QueueUrl=medium, MessageBody=json.dumps({"jobId": job["jobId"], "type": "system.echo"}))
+    app.sqs.send_message(
+        QueueUrl=medium, MessageBody=json.dumps({"jobId": job["jobId"], "type": "system.echo"})
+    )
     # When the worker receives both
     app.drain()
     # Then it ran once: one attempt, one claim
@@ -199,7 +205,9 @@ def test_job_sent_straight_to_sqs_is_tracked(app: LocalApp) -> None:
     high = app.stack.queue_urls["HighQueue"]
     app.sqs.send_message(
         QueueUrl=high,
-        MessageBody=json.dumps({"type": "system.echo", "payload": {"x": 1}, "jobId": "ext-1", "userId": "alice"}),
+        MessageBody=json.dumps(
+            {"type": "system.echo", "payload": {"x": 1}, "jobId": "ext-1", "userId": "alice"}
+        ),
     )
     sent = app.sqs.send_message(QueueUrl=high, MessageBody=json.dumps({"type": "system.echo", "payload": 2}))
     app.drain()
@@ -224,10 +232,7 @@ def test_external_job_with_invalid_payload_is_failed_not_lost(app: LocalApp) -> 
 
 
 def _waiting(app: LocalApp) -> int:
-    return sum(
-        _count(app, logical)
-        for logical in ("HighQueue", "MediumQueue", "LowQueue")
-    )
+    return sum(_count(app, logical) for logical in ("HighQueue", "MediumQueue", "LowQueue"))
 
 
 def _count(app: LocalApp, logical_id: str) -> int:
@@ -235,7 +240,9 @@ def _count(app: LocalApp, logical_id: str) -> int:
         QueueUrl=app.stack.queue_urls[logical_id],
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
 
 
 def _expire_visibility(app: LocalApp) -> None:

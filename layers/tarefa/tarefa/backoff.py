@@ -27,8 +27,9 @@ def retry_delay(
     """
     if attempt < 1:
         raise ValueError("attempt is 1-based")
+    raw: float
     if base_seconds is not None:
-        raw = base_seconds * 2 ** min(attempt - 1, 30)
+        raw = base_seconds * 2.0 ** min(attempt - 1, 30)
     else:
         raw = ladder[min(attempt, len(ladder)) - 1]
     jittered = raw * (1 + JITTER * (2 * rand() - 1))

@@ -35,7 +35,7 @@ class PoisonMessageError(Exception):
 def parse_message(body: str) -> QueueMessage:
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except json.JSONDecodeError as exc:
         raise PoisonMessageError(f"Message body is not valid JSON: {exc.msg}") from None
     try:
         return QueueMessage.model_validate(data)

@@ -28,7 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     local.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     local.add_argument("--api-port", type=int, default=3000, help="HTTP API port (default 3000)")
     local.add_argument(
-        "--aws-port", type=int, default=DEFAULT_AWS_PORT, help=f"AWS emulator port (default {DEFAULT_AWS_PORT})"
+        "--aws-port",
+        type=int,
+        default=DEFAULT_AWS_PORT,
+        help=f"AWS emulator port (default {DEFAULT_AWS_PORT})",
     )
     local.add_argument("--no-test-jobs", action="store_true", help="do not register system.fail")
     local.add_argument(

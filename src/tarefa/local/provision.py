@@ -71,9 +71,13 @@ def provision(
 
     queues = {k: v for k, v in resources.items() if v["Type"] == "AWS::SQS::Queue"}
     for logical_id, spec in queues.items():  # first pass: create, so every ARN exists
-        props = resolver.resolve({k: v for k, v in spec.get("Properties", {}).items() if k != "RedrivePolicy"})
+        props = resolver.resolve(
+            {k: v for k, v in spec.get("Properties", {}).items() if k != "RedrivePolicy"}
+        )
         attributes = {
-            k: str(props[k]) for k in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds") if k in props
+            k: str(props[k])
+            for k in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds")
+            if k in props
         }
         url = clients.sqs.create_queue(QueueName=props["QueueName"], Attributes=attributes)["QueueUrl"]
         queue_urls[logical_id] = url
@@ -84,7 +88,8 @@ def provision(
         props = resolver.resolve(spec.get("Properties", {}))
         if "RedrivePolicy" in props:
             clients.sqs.set_queue_attributes(
-                QueueUrl=queue_urls[logical_id], Attributes={"RedrivePolicy": json.dumps(props["RedrivePolicy"])}
+                QueueUrl=queue_urls[logical_id],
+                Attributes={"RedrivePolicy": json.dumps(props["RedrivePolicy"])},
             )
 
     for logical_id, spec in resources.items():
@@ -104,7 +109,10 @@ def provision(
             ttl = props["TimeToLiveSpecification"]
             clients.dynamodb.update_time_to_live(
                 TableName=props["TableName"],
-                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": bool(ttl["Enabled"])},
+                TimeToLiveSpecification={
+                    "AttributeName": ttl["AttributeName"],
+                    "Enabled": bool(ttl["Enabled"]),
+                },
             )
         tables[logical_id] = props["TableName"]
         resolver.refs[logical_id] = props["TableName"]
@@ -112,7 +120,7 @@ def provision(
             f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{props['TableName']}"
         )
 
-    for logical_id, spec in resources.items():  # what other resources' !Ref gives, locally
+    for logical_id in resources:  # what other resources' !Ref gives, locally
         resolver.refs.setdefault(logical_id, f"local-{logical_id}")
 
     functions = {
@@ -129,7 +137,11 @@ def provision(
 
 
 def _function(
-    logical_id: str, spec: dict[str, Any], template: dict[str, Any], resolver: Resolver, queue_urls: dict[str, str]
+    logical_id: str,
+    spec: dict[str, Any],
+    template: dict[str, Any],
+    resolver: Resolver,
+    queue_urls: dict[str, str],
 ) -> Function:
     defaults = template.get("Globals", {}).get("Function", {})
     props = spec["Properties"]

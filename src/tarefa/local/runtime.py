@@ -201,7 +201,10 @@ def process_batch(
     for start in range(0, len(done), 10):
         sqs.delete_message_batch(
             QueueUrl=source.queue_url,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])],
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                for i, m in enumerate(done[start : start + 10])
+            ],
         )
     return failed
 

@@ -21,8 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tarefa import wiring
 from tarefa.job import Job
+
+from tarefa import wiring
 from tarefa.local.app import LocalApp
 from tarefa.local.auth import LocalAuthority, TokenError
 from tarefa.local.provision import Function, ScheduleSource, SqsSource
@@ -43,7 +44,9 @@ def ensure_free(host: str, port: int, flag: str) -> None:
         try:
             probe.bind((host, port))
         except OSError:
-            raise PortInUseError(f"port {port} on {host} is already in use; choose another with {flag}") from None
+            raise PortInUseError(
+                f"port {port} on {host} is already in use; choose another with {flag}"
+            ) from None
 
 
 class TransitionLog:
@@ -55,7 +58,10 @@ class TransitionLog:
 
     def put(self, job: Job, expected_version: int | None) -> None:
         self._inner.put(job, expected_version)
-        self._log(f"JOB  {job.job_id} {job.type} {job.status}" + (f" attempt {job.attempts}" if job.attempts else ""))
+        self._log(
+            f"JOB  {job.job_id} {job.type} {job.status}"
+            + (f" attempt {job.attempts}" if job.attempts else "")
+        )
 
     def put_with_idempotency_key(self, job: Job, key_id: str, expires_at: datetime) -> None:
         self._inner.put_with_idempotency_key(job, key_id, expires_at)
@@ -109,8 +115,11 @@ class LocalStack:
         import boto3
 
         session = boto3.session.Session()
-        clients = {name: session.client(name, endpoint_url=self.aws_url) for name in ("sqs", "dynamodb")}  # type: ignore[call-overload]
-        parameters = {"EnableTestJobs": "1" if self.test_jobs else "0", "LogLevel": "INFO" if self.verbose else "WARNING"}
+        clients = {name: session.client(name, endpoint_url=self.aws_url) for name in ("sqs", "dynamodb")}
+        parameters = {
+            "EnableTestJobs": "1" if self.test_jobs else "0",
+            "LogLevel": "INFO" if self.verbose else "WARNING",
+        }
         self.app = LocalApp(clients["sqs"], clients["dynamodb"], parameters)
         container = wiring.container()
         container.__dict__["store"] = TransitionLog(container.store, self.log)
@@ -183,7 +192,9 @@ class LocalStack:
         self.emulator.stop()
 
     # -- invocations -----------------------------------------------------------------------
-    def call_api(self, method: str, target: str, body: bytes, headers: dict[str, str], source_ip: str) -> tuple[int, dict[str, str], str]:
+    def call_api(
+        self, method: str, target: str, body: bytes, headers: dict[str, str], source_ip: str
+    ) -> tuple[int, dict[str, str], str]:
         path = target.split("?", 1)[0]
         found = match_route(self.app.api_function.routes, method, path)
         claims: dict[str, Any] | None = None
@@ -210,7 +221,9 @@ class LocalStack:
         environments: queue.SimpleQueue[Handler] = queue.SimpleQueue()
         for _ in range(source.maximum_concurrency):
             environments.put(self.app.new_handler(function))
-        pool = ThreadPoolExecutor(max_workers=source.maximum_concurrency, thread_name_prefix=source.queue_logical_id)
+        pool = ThreadPoolExecutor(
+            max_workers=source.maximum_concurrency, thread_name_prefix=source.queue_logical_id
+        )
 
         def run(messages: list[dict[str, Any]]) -> None:
             handler = environments.get()
@@ -245,8 +258,10 @@ class LocalStack:
         plans: list[tuple[Function, ScheduleSource, float | None]] = []
         for function in self.app.stack.functions.values():
             for schedule in function.schedules:
-                every = rate_seconds(schedule.expression)
-                plans.append((function, schedule, every / self.schedule_speedup if every else None))
+                seconds = rate_seconds(schedule.expression)
+                plans.append(
+                    (function, schedule, seconds / self.schedule_speedup if seconds is not None else None)
+                )
         handlers = {f.logical_id: self.app.new_handler(f) for f, _, _ in plans}
         started = time.monotonic()
         next_rate = {s.name: started + every for _, s, every in plans if every}
@@ -260,7 +275,9 @@ class LocalStack:
                     next_rate[schedule.name] += every
                 else:
                     minute = now.strftime("%Y%m%d%H%M")
-                    if last_cron_minute.get(schedule.name) == minute or not cron_matches(schedule.expression, now):
+                    if last_cron_minute.get(schedule.name) == minute or not cron_matches(
+                        schedule.expression, now
+                    ):
                         continue
                     last_cron_minute[schedule.name] = minute
                 self.fire(function, handlers[function.logical_id], schedule)
@@ -297,7 +314,11 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_REQUEST_BYTES:
-            status, headers, text = 413, {"content-type": "application/json"}, '{"message":"Request Entity Too Large"}'
+            status, headers, text = (
+                413,
+                {"content-type": "application/json"},
+                '{"message":"Request Entity Too Large"}',
+            )
             self.close_connection = True
         else:
             body = self.rfile.read(length) if length else b""
@@ -308,7 +329,11 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
                 )
             except Exception as exc:
                 self.local.log(f"API  internal error: {type(exc).__name__}: {exc}")
-                status, headers, text = 500, {"content-type": "application/json"}, '{"message":"Internal Server Error"}'
+                status, headers, text = (
+                    500,
+                    {"content-type": "application/json"},
+                    '{"message":"Internal Server Error"}',
+                )
         payload = text.encode()
         self.send_response(status)
         for name, value in headers.items():
@@ -320,5 +345,5 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
         elapsed = (time.perf_counter() - started) * 1000
         self.local.log(f"API  {self.command} {self.path.split('?', 1)[0]} {status} {elapsed:.0f}ms")
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         """Silenced: _serve logs one line per request itself."""

@@ -38,7 +38,20 @@ def _construct(tag: str) -> Any:
     return build
 
 
-for _tag in ("Ref", "GetAtt", "Sub", "If", "FindInMap", "Equals", "Join", "Select", "Not", "And", "Or", "Split"):
+for _tag in (
+    "Ref",
+    "GetAtt",
+    "Sub",
+    "If",
+    "FindInMap",
+    "Equals",
+    "Join",
+    "Select",
+    "Not",
+    "And",
+    "Or",
+    "Split",
+):
     _Loader.add_constructor(f"!{_tag}", _construct(_tag))
 
 
@@ -71,14 +84,14 @@ class Resolver:
     def condition(self, name: str) -> bool:
         return bool(self.resolve(self.template.get("Conditions", {})[name]))
 
-    def resolve(self, value: Any) -> Any:  # noqa: PLR0911 - one branch per intrinsic
+    def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
             return [self.resolve(v) for v in value]
         if not isinstance(value, dict):
             return value
         if len(value) != 1:
             return {k: self.resolve(v) for k, v in value.items()}
-        (key, arg), = value.items()
+        ((key, arg),) = value.items()
         if key == "Ref":
             return self._ref(arg)
         if key == "Fn::GetAtt":

@@ -73,7 +73,13 @@ class DynamoJobStore:
                             "ExpressionAttributeValues": {":now": {"N": str(now)}},
                         }
                     },
-                    {"Put": {"TableName": self.table, "Item": self._to_item(job), **_version_check(None)}},
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": self._to_item(job),
+                            "ConditionExpression": "attribute_not_exists(jobId)",
+                        }
+                    },
                 ]
             )
         except ClientError as exc:
@@ -162,7 +168,9 @@ class DynamoJobStore:
             for item in response["Responses"].get(self.table, []):
                 job = _to_job(item)
                 found[job.job_id] = job
-            keys = keys[100:] + list(response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", []))
+            unprocessed = response.get("UnprocessedKeys") or {}
+            retry = unprocessed[self.table]["Keys"] if self.table in unprocessed else []
+            keys = keys[100:] + list(retry)
         return found
 
     def _query_all(self, **kwargs: Any) -> Iterable[dict[str, Any]]:

@@ -1,0 +1,152 @@
+"""The worker's decisions, with in-memory ports: no AWS, no network."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tarefa.job import Job, JobStatus, Priority
+from tarefa.jobtypes import default_registry
+from tarefa.ports import QueueMessageRef
+from tarefa.worker import DONE, Worker
+
+from .fakes import Clock, MemoryQueue, MemoryStore
+
+
+@pytest.fixture
+def parts() -> tuple[Worker, MemoryStore, MemoryQueue, Clock]:
+    store, queue, clock = MemoryStore(), MemoryQueue(), Clock()
+    worker = Worker(
+        store, queue, default_registry(test_jobs=True), max_receive_count=30, lease_seconds=120, now=clock
+    )
+    return worker, store, queue, clock
+
+
+def ref(receive_count: int = 1) -> QueueMessageRef:
+    return QueueMessageRef(Priority.MEDIUM, "rh", "msg-1", receive_count)
+
+
+def pending(
+    store: MemoryStore, job_type: str = "system.echo", payload: object = None, **extra: object
+) -> Job:
+    job = Job.model_validate({"job_id": "j1", "type": job_type, "payload": payload, **extra})
+    store.put(job, None)
+    return job
+
+
+def body(job_type: str = "system.echo") -> str:
+    return json.dumps({"jobId": "j1", "type": job_type})
+
+
+def test_success_costs_two_writes_and_deletes_the_message(
+    parts: tuple[Worker, MemoryStore, MemoryQueue, Clock],
+) -> None:
+    worker, store, queue, _ = parts
+    pending(store, payload={"a": 1})
+    store.writes = 0
+    assert worker.process(body(), ref()) == DONE
+    assert store.jobs["j1"].status == JobStatus.COMPLETED
+    assert store.writes == 2  # claim + complete
+    assert queue.sent == [] and queue.visibility == []
+
+
+def test_retryable_failure_hides_the_message_for_the_backoff(
+    parts: tuple[Worker, MemoryStore, MemoryQueue, Clock],
+) -> None:
+    worker, store, queue, _ = parts
+    pending(store, "system.fail", {"failTimes": 1}, retry_delay_seconds=30)
+    outcome = worker.process(body("system.fail"), ref())
+    assert outcome.visible_again_in is not None and 27 <= outcome.visible_again_in <= 33
+    assert queue.visibility == [("rh", outcome.visible_again_in)]
+    assert store.jobs["j1"].status == JobStatus.RETRYING
+
+
+def test_early_arrival_waits_for_the_retry_time(
+    parts: tuple[Worker, MemoryStore, MemoryQueue, Clock],
+) -> None:
+    worker, store, _, clock = parts
+    pending(store, "system.fail", {"failTimes": 1}, retry_delay_seconds=100)
+    worker.process(body("system.fail"), ref())
+    clock.advance(10)
+    outcome = worker.process(body("system.fail"), ref(2))  # a duplicate shows up early
+    assert outcome.visible_again_in is not None and outcome.visible_again_in >= 80
+    assert store.jobs["j1"].attempts == 1
+
+
+def test_at_the_receive_limit_a_retry_is_requeued_instead_of_dead_lettered(
+    parts: tuple[Worker, MemoryStore, MemoryQueue, Clock],
+) -> None:
+    worker, store, queue, _ = parts
+    pending(store, "system.fail", {"failTimes": 1}, retry_delay_seconds=5)
+    assert worker.process(body("system.fail"), ref(receive_count=30)) == DONE
+    assert len(queue.sent) == 1 and queue.sent[0][2] in range(4, 7)
+    assert store.jobs["j1"].status == JobStatus.RETRYING
+
+
+def test_long_retry_past_the_receive_limit_is_held_in_the_table(
+    parts: tuple[Worker, MemoryStore, MemoryQueue, Clock],
+) -> None:
+    worker, store, queue, _ = parts
+    pending(store, "system.fail", {"failTimes": 1}, retry_delay_seconds=3600)
+    assert worker.process(body("system.fail"), ref(receive_count=30)) == DONE
+    assert queue.sent == []
+    assert store.jobs["j1"].held is True
+
+
+def test_a_live_lease_is_never_run_twice(parts: tuple[Worker, MemoryStore, MemoryQueue, Clock]) -> None:
+    worker, store, _, clock = parts
+    job = pending(store)
+    claimed = job.transition(JobStatus.PROCESSING, clock(), attempts=1, processing_started_at=clock())
+    store.put(claimed, job.version)
+    outcome = worker.process(body(), ref(2))
+    assert outcome.visible_again_in is not None and outcome.visible_again_in > 100
+    assert store.jobs["j1"].status == JobStatus.PROCESSING
+
+
+def test_a_dead_workers_lease_is_taken_over_with_a_new_attempt(
+    parts: tuple[Worker, MemoryStore, MemoryQueue, Clock],
+) -> None:
+    worker, store, _, clock = parts
+    job = pending(store)
+    store.put(
+        job.transition(JobStatus.PROCESSING, clock(), attempts=1, processing_started_at=clock()), job.version
+    )
+    clock.advance(121)
+    assert worker.process(body(), ref(2)) == DONE
+    assert store.jobs["j1"].status == JobStatus.COMPLETED
+    assert store.jobs["j1"].attempts == 2
+
+
+def test_a_crash_on_the_last_attempt_fails_the_job(
+    parts: tuple[Worker, MemoryStore, MemoryQueue, Clock],
+) -> None:
+    worker, store, _, clock = parts
+    job = pending(store, max_attempts=1)
+    store.put(
+        job.transition(JobStatus.PROCESSING, clock(), attempts=1, processing_started_at=clock()), job.version
+    )
+    clock.advance(121)
+    assert worker.process(body(), ref(2)) == DONE
+    assert store.jobs["j1"].status == JobStatus.FAILED
+    assert store.jobs["j1"].error_details == {"code": "ATTEMPTS_EXHAUSTED"}
+
+
+def test_not_enough_time_left_returns_the_message_at_once(
+    parts: tuple[Worker, MemoryStore, MemoryQueue, Clock],
+) -> None:
+    worker, store, _queue, _ = parts
+    pending(store)
+    assert worker.process(body(), ref(), remaining_seconds=5).visible_again_in == 0
+    assert store.jobs["j1"].status == JobStatus.PENDING
+
+
+def test_handler_returning_something_that_is_not_json_fails_permanently(
+    parts: tuple[Worker, MemoryStore, MemoryQueue, Clock],
+) -> None:
+    from tarefa.jobtypes import EchoPayload, JobType
+
+    worker, store, _, _ = parts
+    worker.registry.register(JobType("odd", EchoPayload, lambda payload, ctx: object()))
+    pending(store, "odd", 1)
+    assert worker.process(body("odd"), ref()) == DONE
+    assert store.jobs["j1"].status == JobStatus.FAILED
