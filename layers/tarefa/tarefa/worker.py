@@ -18,7 +18,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ValidationError
 from tarefa.backoff import MAX_DELAY_SECONDS, retry_delay
-from tarefa.errors import ConflictError, PermanentJobError, UnknownJobTypeError
+from tarefa.errors import ConflictError, PermanentJobError, RetryableJobError, UnknownJobTypeError
 from tarefa.job import Job, JobStatus, utcnow
 from tarefa.jobs import field_errors
 from tarefa.jobtypes import JobContext, JobType, JobTypeRegistry
@@ -191,8 +191,11 @@ class Worker:
             return self._fail(job, "Payload does not match its job type", "INVALID_PAYLOAD", exc)
         except PermanentJobError as exc:
             return self._fail(job, str(exc), "PERMANENT", exc)
-        except Exception as exc:  # every other failure is worth another attempt
-            logger.warning("attempt %d failed: %s", job.attempts, type(exc).__name__, exc_info=True)
+        except RetryableJobError as exc:
+            logger.info("attempt %d failed: %s", job.attempts, type(exc).__name__)
+            return self._retry(job, job_type, ref, exc)
+        except Exception as exc:  # a bug or an outage: worth another attempt, and a traceback
+            logger.warning("attempt %d crashed: %s", job.attempts, type(exc).__name__, exc_info=True)
             return self._retry(job, job_type, ref, exc)
         finally:
             metrics.add_metric("JobDuration", MetricUnit.Milliseconds, (time.perf_counter() - started) * 1000)
