@@ -38,9 +38,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy layers/tarefa/tarefa src/tarefa functions tests
+	$(BIN)/mypy layers/tarefa/tarefa src/tarefa functions tests bench
 
 check: lint typecheck
+
+# Reports cost per million jobs, cold starts, handler overhead and local-stack throughput
+# (bench/results.json); never fails on a slow machine.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
 
 # `sam build` needs the AWS SAM CLI (pip install aws-sam-cli) and, on this machine,
 # PYENV_VERSION=3.11.7:3.12.1:3.13.0 so that python3.13 (the Lambda runtime) is on the PATH.

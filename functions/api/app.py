@@ -10,10 +10,10 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field, ValidationError
-from tarefa.jobs import Caller, CancelRequest, EnqueueRequest, ListRequest, field_errors
-from tarefa.wiring import container
 
 from tarefa import errors
+from tarefa.jobs import Caller, CancelRequest, EnqueueRequest, ListRequest, field_errors
+from tarefa.wiring import container
 
 logger = Logger()
 metrics = Metrics()

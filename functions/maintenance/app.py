@@ -7,6 +7,7 @@ from typing import Any, Literal
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
+
 from tarefa.wiring import container
 
 logger = Logger()

@@ -7,9 +7,9 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from tarefa.job import utcnow
 
 from tarefa import wiring
+from tarefa.job import utcnow
 from tarefa.local.app import LocalApp
 
 ALICE: dict[str, Any] = {"sub": "alice"}

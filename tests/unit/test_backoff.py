@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tarefa.backoff import MAX_DELAY_SECONDS, retry_delay
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tarefa.errors import QueueUnavailableError, ValidationFailedError
 from tarefa.job import JobStatus
 from tarefa.jobs import Caller, EnqueueRequest, JobService

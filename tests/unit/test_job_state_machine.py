@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tarefa.errors import InvalidTransitionError
 from tarefa.job import ALLOWED, TERMINAL, Job, JobStatus, utcnow
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from tarefa.job import Job, JobStatus, Priority
 from tarefa.jobtypes import default_registry
 from tarefa.ports import QueueMessageRef

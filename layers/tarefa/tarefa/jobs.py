@@ -14,6 +14,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, Field, ValidationError
+
 from tarefa.errors import (
     ConflictError,
     InvalidTransitionError,
@@ -134,7 +135,7 @@ class JobService:
         else:
             self.store.put(job, expected_version=None)
         metrics.add_metric("JobsEnqueued", MetricUnit.Count, 1)
-        logger.info("job enqueued", extra={"job_id": job.job_id, "job_type": job.type})
+        logger.debug("job enqueued", extra={"job_id": job.job_id, "job_type": job.type})
         if not job.held:
             job = self._send(job, request.delay_seconds)
         return Enqueued(job, created=True)

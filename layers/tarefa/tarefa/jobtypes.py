@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, RootModel
+
 from tarefa.backoff import DEFAULT_LADDER
 from tarefa.errors import PermanentJobError, RetryableJobError, UnknownJobTypeError
 from tarefa.job import Priority

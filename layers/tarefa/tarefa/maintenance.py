@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+
 from tarefa.errors import ConflictError
 from tarefa.job import Job, JobStatus, utcnow
 from tarefa.ports import JobQueue, JobStore, Sweep

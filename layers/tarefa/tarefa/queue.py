@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from tarefa.job import Job
 
 SQS_MAX_DELAY_SECONDS = 900  # longer delays are held in DynamoDB and promoted by a schedule

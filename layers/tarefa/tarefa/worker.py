@@ -17,6 +17,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ValidationError
+
 from tarefa.backoff import MAX_DELAY_SECONDS, retry_delay
 from tarefa.errors import ConflictError, PermanentJobError, RetryableJobError, UnknownJobTypeError
 from tarefa.job import Job, JobStatus, utcnow
@@ -134,7 +135,7 @@ class Worker:
         """An outcome when this message must not run the job now; None when it may claim it."""
         now = self.now()
         if job.is_terminal:
-            logger.info("job already %s; message dropped", job.status)
+            logger.debug("job already %s; message dropped", job.status)
             return DONE
         if job.status == JobStatus.PROCESSING:
             assert job.processing_started_at is not None
@@ -210,7 +211,7 @@ class Worker:
         )
         self._save(job, done)
         metrics.add_metric("JobsCompleted", MetricUnit.Count, 1)
-        logger.info("job completed", extra={"attempt": job.attempts})
+        logger.debug("job completed", extra={"attempt": job.attempts})
         return DONE
 
     def _retry(self, job: Job, job_type: JobType, ref: QueueMessageRef, exc: Exception) -> Outcome:

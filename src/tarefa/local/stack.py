@@ -21,9 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tarefa.job import Job
-
 from tarefa import wiring
+from tarefa.job import Job
 from tarefa.local.app import LocalApp
 from tarefa.local.auth import LocalAuthority, TokenError
 from tarefa.local.provision import Function, ScheduleSource, SqsSource
@@ -91,6 +90,7 @@ class LocalStack:
         self.schedule_speedup = schedule_speedup
         self.verbose = verbose
         self._log = log
+        self._log_lock = threading.Lock()
         self.stopping = threading.Event()
         self.threads: list[threading.Thread] = []
         self.function_locks: dict[str, threading.Lock] = {}
@@ -104,7 +104,8 @@ class LocalStack:
         return f"http://{self.host}:{self.aws_port}"
 
     def log(self, line: str) -> None:
-        self._log(f"{datetime.now(UTC):%H:%M:%S} {line}")
+        with self._log_lock:  # many threads log; one line must never split another
+            self._log(f"{datetime.now(UTC):%H:%M:%S} {line}")
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:

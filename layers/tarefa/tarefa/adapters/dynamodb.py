@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
+
 from tarefa.errors import ConflictError
 from tarefa.job import TERMINAL, Job, JobStatus
 from tarefa.ports import ListPage, ListQuery, Sweep
