@@ -119,8 +119,14 @@ def enqueue() -> Response[str]:
     request = parse_body(EnqueueRequest)
     header_key = app.current_event.headers.get("idempotency-key")
     if header_key and not request.idempotency_key:
-        request = request.model_copy(update={"idempotency_key": header_key})
-        EnqueueRequest.model_validate(request.model_dump())  # same limits as the body field
+        try:  # the same limits as the body field
+            request = EnqueueRequest.model_validate(
+                {**request.model_dump(by_alias=True), "idempotencyKey": header_key}
+            )
+        except ValidationError as exc:
+            raise errors.ValidationFailedError(
+                "The Idempotency-Key header is not valid", field_errors(exc)
+            ) from None
     result = container().jobs.enqueue(who, request)
     return json_response(202 if result.created else 200, result.job.public())
 

@@ -38,6 +38,12 @@ def test_every_job_route_needs_a_token(app: LocalApp, method: str, path: str) ->
     assert app.api(method, path, {}).status == 401
 
 
+def test_idempotency_key_header_is_validated(app: LocalApp) -> None:
+    result = app.api("POST", "/jobs", {"type": "system.echo"}, ALICE, {"Idempotency-Key": "k" * 257})
+    assert result.status == 422
+    assert result.body["error"]["details"][0]["field"] == "idempotencyKey"
+
+
 def test_unknown_type_is_400(app: LocalApp) -> None:
     result = app.api("POST", "/jobs", {"type": "payments.nope", "payload": {}}, ALICE)
     assert result.status == 400

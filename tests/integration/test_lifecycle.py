@@ -6,7 +6,7 @@ import json
 
 from tarefa.local.app import LocalApp
 
-from .conftest import ADMIN, ALICE, BOB, Clock, enqueue, job_of
+from .conftest import ADMIN, ALICE, BOB, Clock, enqueue, job_of, let_sqs_timers_pass
 
 
 def test_enqueued_echo_job_completes_with_its_payload_as_result(app: LocalApp) -> None:
@@ -50,7 +50,7 @@ def test_retryable_failure_goes_through_retrying_with_backoff_then_completes(
     assert app.drain() == 0
     # When the backoff has passed (visibility expires, the clock moves on)
     clock.advance(70)
-    _expire_visibility(app)
+    let_sqs_timers_pass()
     app.drain()
     # Then the second attempt completes it
     done = job_of(app, job["jobId"])
@@ -243,13 +243,3 @@ def _count(app: LocalApp, logical_id: str) -> int:
     return int(attributes["ApproximateNumberOfMessages"]) + int(
         attributes["ApproximateNumberOfMessagesNotVisible"]
     )
-
-
-def _expire_visibility(app: LocalApp) -> None:
-    """moto keeps real time for visibility: make hidden messages visible, as time would."""
-    from moto.backends import get_backend
-
-    backend = get_backend("sqs")["123456789012"]["us-east-1"]
-    for queue in backend.queues.values():
-        for message in queue._messages:
-            message.change_visibility(0)

@@ -7,7 +7,7 @@ import json
 from tarefa import wiring
 from tarefa.local.app import LocalApp
 
-from .conftest import ADMIN, Clock, enqueue, job_of
+from .conftest import ADMIN, Clock, enqueue, job_of, let_sqs_timers_pass
 
 
 def test_cleanup_deletes_finished_jobs_past_retention_and_keeps_the_rest(app: LocalApp, clock: Clock) -> None:
@@ -51,7 +51,7 @@ def test_stuck_job_is_recovered_once_its_worker_must_be_gone_and_then_completes(
     assert stuck["error"] == "Job stuck"
     # Then the requeued message runs it to completion
     clock.advance(61)
-    _expire_delays(app)
+    let_sqs_timers_pass()
     app.drain()
     assert job_of(app, job["jobId"])["status"] == "COMPLETED"
 
@@ -75,7 +75,7 @@ def test_delay_beyond_15_minutes_is_held_and_promoted_when_due(app: LocalApp, cl
     assert app.fire("Promote") == {"promoted": 1}
     assert app.fire("Promote") == {"promoted": 0}
     clock.advance(601)
-    _expire_delays(app)
+    let_sqs_timers_pass()
     app.drain()
     assert job_of(app, job["jobId"])["status"] == "COMPLETED"
 
@@ -88,14 +88,3 @@ def _claim_and_die(app: LocalApp, job_id: str) -> None:
     assert worker._claim(worker.store.get(job_id)) is not None  # type: ignore[arg-type]
     app.sqs.delete_message(QueueUrl=medium, ReceiptHandle=message["ReceiptHandle"])
     assert json.loads(message["Body"])["jobId"] == job_id
-
-
-def _expire_delays(app: LocalApp) -> None:
-    """moto keeps real time for message delays and visibility: let them pass."""
-    from moto.backends import get_backend
-
-    backend = get_backend("sqs")["123456789012"]["us-east-1"]
-    for queue in backend.queues.values():
-        for message in queue._messages:
-            message.delay(0)
-            message.change_visibility(0)
