@@ -376,76 +376,35 @@ def overhead(samples: int = 300) -> dict[str, float]:
 
 # ------------------------------------------------------------------------- local stack throughput
 def local_throughput(jobs: int = 500) -> dict[str, float]:
-    import socket
-
     import boto3
 
-    def free_port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
+    from tarefa.local.process import StackProcess
 
-    api_port, aws_port = free_port(), free_port()
-    state = Path(tempfile.mkdtemp())
-    tarefa = Path(sys.executable).parent / "tarefa"
-    process = subprocess.Popen(
-        [
-            str(tarefa),
-            "--state-dir",
-            str(state),
-            "local",
-            "--api-port",
-            str(api_port),
-            "--aws-port",
-            str(aws_port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    import threading
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-
-    threading.Thread(target=read, daemon=True).start()
+    stack = StackProcess(Path(tempfile.mkdtemp()))
     try:
-        while not any("Ready in" in line for line in lines):
-            time.sleep(0.1)
-        token = subprocess.run(
-            [str(tarefa), "--state-dir", str(state), "token", "--user", "bench", "--ttl", "3600"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        url = f"http://127.0.0.1:{api_port}/jobs"
+        token = stack.token("bench", "--ttl", "3600")
         body = json.dumps({"type": "system.echo", "payload": PAYLOAD}).encode()
         started = time.perf_counter()
         for _ in range(jobs):
-            request = urllib.request.Request(url, data=body, method="POST")
+            request = urllib.request.Request(f"{stack.api_url}/jobs", data=body, method="POST")
             request.add_header("Authorization", f"Bearer {token}")
             request.add_header("Content-Type", "application/json")
             with urllib.request.urlopen(request, timeout=30) as response:
                 assert response.status == 202
         enqueued = time.perf_counter() - started
         deadline = time.monotonic() + 300
-        while sum(line.count("COMPLETED") for line in lines) < jobs and time.monotonic() < deadline:
+        while stack.count("COMPLETED") < jobs and time.monotonic() < deadline:
             time.sleep(0.1)
         elapsed = time.perf_counter() - started
-        completed = sum(line.count("COMPLETED") for line in lines)
-        endpoint = json.loads((state / "local.json").read_text())["awsEndpointUrl"]
-        sqs = boto3.client("sqs", endpoint_url=endpoint)
-        queue_url = json.loads((state / "local.json").read_text())["queues"]["LowQueue"]
+        completed = stack.count("COMPLETED")
+        sqs = boto3.client("sqs", endpoint_url=stack.state["awsEndpointUrl"])
+        queue_url = stack.state["queues"]["LowQueue"]
         started = time.perf_counter()
         for _ in range(50):
             sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
         emulator_ms = (time.perf_counter() - started) * 1000 / 50
     finally:
-        process.send_signal(2)
-        process.wait(timeout=30)
+        stack.stop()
     return {
         "jobs": jobs,
         "completed": completed,

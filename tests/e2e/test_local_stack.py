@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -11,7 +10,9 @@ from pathlib import Path
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .conftest import BIN, RunningStack, free_port, start_stack
+from tarefa.local.process import free_port
+
+from .conftest import BIN, RunningStack, start_stack
 
 
 def test_enqueued_job_is_polled_to_completed(stack: RunningStack) -> None:
@@ -119,7 +120,6 @@ def test_port_in_use_is_a_clear_one_line_error(stack: RunningStack, tmp_path: Pa
 
 
 def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
-    running, _, _ = start_stack(tmp_path)
-    running.process.send_signal(signal.SIGINT)
-    assert running.process.wait(timeout=30) == 0
+    running = start_stack(tmp_path)
+    assert running.stop() == 0
     running.wait_for_line("Stopped.")
