@@ -156,6 +156,7 @@ def test_failed_job_can_be_retried_and_runs_again(app: LocalApp) -> None:
     assert retried.body["status"] == "PENDING"
     assert retried.body["attempts"] == 0
     assert retried.body["error"] is None
+    assert retried.body["processingStartedAt"] is None and retried.body["processingCompletedAt"] is None
     app.drain()
     again = job_of(app, job["jobId"])
     assert again["status"] == "FAILED" and again["attempts"] == 1
