@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import importlib.util
-import json
 import re
 import sys
 import time
@@ -215,7 +214,3 @@ def deliver(sqs: Any, function: Function, handler: Handler, source: SqsSource, w
     if messages:
         process_batch(sqs, function, handler, source, messages)
     return len(messages)
-
-
-def json_body(response: dict[str, Any]) -> Any:
-    return json.loads(response.get("body") or "null")
