@@ -35,6 +35,13 @@ def pending(
     return job
 
 
+def running(store: MemoryStore, job: Job, clock: Clock) -> None:
+    """The job as a worker left it after claiming attempt 1 (and, maybe, dying)."""
+    store.put(
+        job.transition(JobStatus.PROCESSING, clock(), attempts=1, processing_started_at=clock()), job.version
+    )
+
+
 def body(job_type: str = "system.echo") -> str:
     return json.dumps({"jobId": "j1", "type": job_type})
 
@@ -96,9 +103,7 @@ def test_long_retry_past_the_receive_limit_is_held_in_the_table(
 
 def test_a_live_lease_is_never_run_twice(parts: tuple[Worker, MemoryStore, MemoryQueue, Clock]) -> None:
     worker, store, _, clock = parts
-    job = pending(store)
-    claimed = job.transition(JobStatus.PROCESSING, clock(), attempts=1, processing_started_at=clock())
-    store.put(claimed, job.version)
+    running(store, pending(store), clock)
     outcome = worker.process(body(), ref(2))
     assert outcome.visible_again_in is not None and outcome.visible_again_in > 100
     assert store.jobs["j1"].status == JobStatus.PROCESSING
@@ -108,10 +113,7 @@ def test_a_dead_workers_lease_is_taken_over_with_a_new_attempt(
     parts: tuple[Worker, MemoryStore, MemoryQueue, Clock],
 ) -> None:
     worker, store, _, clock = parts
-    job = pending(store)
-    store.put(
-        job.transition(JobStatus.PROCESSING, clock(), attempts=1, processing_started_at=clock()), job.version
-    )
+    running(store, pending(store), clock)
     clock.advance(121)
     assert worker.process(body(), ref(2)) == DONE
     assert store.jobs["j1"].status == JobStatus.COMPLETED
@@ -122,10 +124,7 @@ def test_a_crash_on_the_last_attempt_fails_the_job(
     parts: tuple[Worker, MemoryStore, MemoryQueue, Clock],
 ) -> None:
     worker, store, _, clock = parts
-    job = pending(store, max_attempts=1)
-    store.put(
-        job.transition(JobStatus.PROCESSING, clock(), attempts=1, processing_started_at=clock()), job.version
-    )
+    running(store, pending(store, max_attempts=1), clock)
     clock.advance(121)
     assert worker.process(body(), ref(2)) == DONE
     assert store.jobs["j1"].status == JobStatus.FAILED

@@ -103,16 +103,8 @@ class Worker:
     ) -> Job | None:
         """A producer sent straight to SQS: record the job, already claimed by this worker."""
         now = self.now()
-        job = Job(
-            job_id=job_id,
-            type=message.type,
-            priority=ref.priority,
-            payload=message.payload,
-            max_attempts=message.max_attempts or job_type.policy.max_attempts,
-            user_id=message.user_id,
-            created_at=now,
-            updated_at=now,
-        )
+        job = _record_of(job_id, message, ref, now)
+        job = job.model_copy(update={"max_attempts": message.max_attempts or job_type.policy.max_attempts})
         try:
             job_type.payload_model.model_validate(message.payload)
         except ValidationError as exc:
@@ -287,16 +279,7 @@ class Worker:
             job = self.store.get(job_id)
             try:
                 if job is None:
-                    job = Job(
-                        job_id=job_id,
-                        type=message.type if message else "unknown",
-                        priority=ref.priority,
-                        payload=message.payload if message else None,
-                        user_id=message.user_id if message else None,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    dead = job.transition(
+                    dead = _record_of(job_id, message, ref, now).transition(
                         JobStatus.FAILED,
                         now,
                         error=reason,
@@ -320,6 +303,19 @@ class Worker:
             except ConflictError:
                 continue
         return DONE
+
+
+def _record_of(job_id: str, message: QueueMessage | None, ref: QueueMessageRef, now: datetime) -> Job:
+    """The job record for a message that arrived without one (external producer or poison)."""
+    return Job(
+        job_id=job_id,
+        type=message.type if message else "unknown",
+        priority=ref.priority,
+        payload=message.payload if message else None,
+        user_id=message.user_id if message else None,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _jsonable(result: Any) -> Any:

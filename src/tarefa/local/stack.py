@@ -123,6 +123,7 @@ class LocalStack:
         }
         self.app = LocalApp(clients["sqs"], clients["dynamodb"], parameters)
         container = wiring.container()
+        # Before any service is built (they all take the store from the container): log every write.
         container.__dict__["store"] = TransitionLog(container.store, self.log)
         self._start_api()
         for function, source in self.app.sqs_sources():
