@@ -6,6 +6,15 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install run test unit integration infra e2e check lint typecheck bench build clean
 
+# The dashboard's end-to-end test drives Debian's Chromium through its ChromeDriver.
+CHROMEDRIVER := /usr/bin/chromedriver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(CHROMEDRIVER):
+	@command -v apt-get >/dev/null || { echo "Install Chromium and ChromeDriver (Debian packages chromium, chromium-driver)"; exit 1; }
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver
+
 $(STAMP): pyproject.toml layers/tarefa/requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is required") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +27,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/tarefa local
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMEDRIVER)
 	$(BIN)/python -m pytest tests
 
 unit: $(STAMP)
@@ -30,7 +39,7 @@ integration: $(STAMP)
 infra: $(STAMP)
 	$(BIN)/python -m pytest tests/infrastructure
 
-e2e: $(STAMP)
+e2e: $(STAMP) $(CHROMEDRIVER)
 	$(BIN)/python -m pytest tests/e2e
 
 lint: $(STAMP)

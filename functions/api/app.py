@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from tarefa import errors
+from tarefa.deadletters import DeadLetterQuery, PurgeRequest, RedriveRequest
+from tarefa.job import Priority
 from tarefa.jobs import Caller, CancelRequest, EnqueueRequest, ListRequest, field_errors
+from tarefa.maintenance import CleanupRequest, RecoverRequest
 from tarefa.wiring import container
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 logger = Logger()
 metrics = Metrics()
@@ -29,21 +35,17 @@ STATUS_OF: dict[type[errors.TarefaError], int] = {
     errors.UnauthorizedError: 401,
     errors.ForbiddenError: 403,
     errors.JobNotFoundError: 404,
+    errors.QueueNotFoundError: 404,
     errors.InvalidTransitionError: 409,
     errors.PayloadTooLargeError: 413,
     errors.ValidationFailedError: 422,
+    errors.RateLimitedError: 429,
     errors.QueueUnavailableError: 503,
+    errors.RateLimiterUnavailableError: 503,
+    errors.SessionsUnavailableError: 503,
 }
 
 Model = TypeVar("Model", bound=BaseModel)
-
-
-class CleanupRequest(BaseModel):
-    older_than_seconds: int | None = Field(None, alias="olderThanSeconds", ge=0, le=10 * 365 * 86_400)
-
-
-class RecoverRequest(BaseModel):
-    stuck_after_seconds: int | None = Field(None, alias="stuckAfterSeconds", ge=1, le=7 * 86_400)
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
@@ -57,14 +59,17 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
     return json_response(status, {"error": error})
 
 
+def claims() -> dict[str, Any]:
+    authorizer = app.current_event.request_context.authorizer
+    return (authorizer.jwt_claim if authorizer else None) or {}
+
+
 def caller() -> Caller:
     """The user the JWT authorizer (or the local stack, the same way) let through."""
-    authorizer = app.current_event.request_context.authorizer
-    claims = authorizer.jwt_claim if authorizer else None
-    subject = (claims or {}).get("sub")
+    subject = claims().get("sub")
     if not subject:
         raise errors.UnauthorizedError("A valid bearer token is required")
-    groups = claims.get("cognito:groups", []) if claims else []
+    groups = claims().get("cognito:groups", [])
     if isinstance(groups, str):  # HTTP APIs pass array claims as "[a b]"
         groups = groups.strip("[]").replace(",", " ").split()
     return Caller(user_id=str(subject), is_admin=ADMIN_GROUP in groups)
@@ -95,6 +100,45 @@ def parse_body(model: type[Model], required: bool = True) -> Model:
         raise errors.ValidationFailedError("The request is not valid", field_errors(exc)) from None
 
 
+def parse_query(model: type[Model]) -> Model:
+    try:
+        return model.model_validate(app.current_event.query_string_parameters or {})
+    except ValidationError as exc:
+        raise errors.ValidationFailedError("The query is not valid", field_errors(exc)) from None
+
+
+def rate_limit(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[str]:
+    """Per-route sliding-window limits (TAREFA_RATE_LIMITS, TAREFA_ENQUEUE_RATE_LIMIT) for the
+    authenticated user, else the source IP API Gateway saw (never X-Forwarded-For)."""
+    route = app.current_event.route_key
+    limit = container().settings.route_limits().get(route)
+    limiter = container().limiter
+    if limit is None or limiter is None:
+        return next_middleware(app)
+    subject = claims().get("sub")
+    identity = f"user:{subject}" if subject else f"ip:{app.current_event.request_context.http.source_ip}"
+    decision = limiter.hit(route, identity, limit.rate, limit.fail_open)
+    if decision.allowed:
+        response = next_middleware(app)
+    elif decision.degraded:
+        response = error_response(
+            503, errors.RateLimiterUnavailableError.code, "Rate limiting is unavailable; try again shortly"
+        )
+    else:
+        response = error_response(
+            429,
+            errors.RateLimitedError.code,
+            f"Rate limit of {limit.rate.limit} requests per {limit.rate.window_seconds} s reached; "
+            f"retry in {decision.retry_after} s",
+        )
+    if not decision.degraded or not decision.allowed:
+        response.headers.update(decision.headers())
+    return response
+
+
+app.use(middlewares=[rate_limit])
+
+
 @app.get("/health")
 def health() -> Response[str]:
     checks: dict[str, str] = {}
@@ -110,7 +154,26 @@ def health() -> Response[str]:
     body: dict[str, Any] = {"status": "ok" if healthy else "unavailable", "checks": checks}
     if failed:
         body["failed"] = failed
+    body["cache"] = cache_health()
     return json_response(200 if healthy else 503, body)
+
+
+def cache_health() -> dict[str, Any]:
+    """The cache never decides health (requests fall back to the source): it is reported."""
+    c = container()
+    backend = c.cache_backend
+    if backend is None:
+        return {"backend": "none"}
+    try:
+        backend.ping()
+        state = "ok"
+    except Exception as exc:  # the breaker raises at once while the circuit is open
+        state = f"degraded: {exc}"
+    report: dict[str, Any] = {"backend": backend.name, "state": state, "circuit": backend.breaker.state}
+    if c.cache is not None:
+        stats = c.cache.stats
+        report.update(hits=stats.hits, misses=stats.misses, errors=stats.errors, hitRate=stats.hit_rate)
+    return report
 
 
 @app.post("/jobs")
@@ -134,16 +197,14 @@ def enqueue() -> Response[str]:
 @app.get("/jobs")
 def list_jobs() -> Response[str]:
     who = caller()
-    try:
-        request = ListRequest.model_validate(app.current_event.query_string_parameters or {})
-    except ValidationError as exc:
-        raise errors.ValidationFailedError("The query is not valid", field_errors(exc)) from None
+    request = parse_query(ListRequest)
     return json_response(200, container().jobs.list(who, request).model_dump(by_alias=True))
 
 
 @app.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response[str]:
-    return json_response(200, container().jobs.get(caller(), job_id).public())
+    found = container().jobs.read(caller(), job_id)
+    return json_response(200, found.value.public(), {"X-Cache": "HIT" if found.hit else "MISS"})
 
 
 @app.post("/jobs/<job_id>/cancel")
@@ -172,13 +233,93 @@ def recover() -> Response[str]:
     return json_response(200, {"recovered": container().maintenance.recover(request.stuck_after_seconds)})
 
 
+# -- documentation ---------------------------------------------------------------------------------
+@app.get("/openapi.json")
+def openapi_document() -> Response[str]:
+    caller()
+    from tarefa.openapi import document
+
+    stage = app.current_event.request_context.stage
+    return json_response(200, document("/" if stage in (None, "$default") else f"/{stage}"))
+
+
+@app.get("/docs")
+def docs_page() -> Response[str]:
+    """A static page with no data: it asks for a token and calls the API with it."""
+    from tarefa.openapi import DOCS_PAGE
+
+    return Response(200, "text/html; charset=utf-8", DOCS_PAGE, {"Cache-Control": "no-store"})
+
+
+@app.get("/dashboard")
+def dashboard_page() -> Response[str]:
+    """A static page with no data: it asks for a token and calls the API with it."""
+    from tarefa.dashboard import PAGE
+
+    return Response(200, "text/html; charset=utf-8", PAGE, {"Cache-Control": "no-store"})
+
+
+# -- queues (admin) -------------------------------------------------------------------------------
+def priority_of(name: str) -> Priority:
+    try:
+        return Priority(name.upper())
+    except ValueError:
+        raise errors.QueueNotFoundError(name) from None
+
+
+@app.get("/queues")
+def list_queues() -> Response[str]:
+    admin()
+    views = container().queues.overview()
+    return json_response(200, {"queues": [v.model_dump(mode="json", by_alias=True) for v in views]})
+
+
+@app.post("/queues/<priority>/pause")
+def pause_queue(priority: str) -> Response[str]:
+    admin()
+    view = container().queues.pause(priority_of(priority))
+    return json_response(200, view.model_dump(mode="json", by_alias=True))
+
+
+@app.post("/queues/<priority>/resume")
+def resume_queue(priority: str) -> Response[str]:
+    admin()
+    view = container().queues.resume(priority_of(priority))
+    return json_response(200, view.model_dump(mode="json", by_alias=True))
+
+
+# -- dead-letter queues (admin) --------------------------------------------------------------------
+@app.get("/queues/<priority>/dead-letters")
+def list_dead_letters(priority: str) -> Response[str]:
+    admin()
+    queue = priority_of(priority)
+    query = parse_query(DeadLetterQuery)
+    entries = container().dead_letters.browse(queue, query.limit)
+    return json_response(200, {"items": [e.model_dump(mode="json", by_alias=True) for e in entries]})
+
+
+@app.post("/queues/<priority>/dead-letters/redrive")
+def redrive_dead_letters(priority: str) -> Response[str]:
+    admin()
+    queue = priority_of(priority)
+    report = container().dead_letters.redrive(queue, parse_body(RedriveRequest))
+    return json_response(200, report.model_dump(mode="json", by_alias=True))
+
+
+@app.post("/queues/<priority>/dead-letters/purge")
+def purge_dead_letters(priority: str) -> Response[str]:
+    admin()
+    queue = priority_of(priority)
+    report = container().dead_letters.purge(queue, parse_body(PurgeRequest))
+    return json_response(200, report.model_dump(mode="json", by_alias=True))
+
+
 @app.exception_handler(errors.TarefaError)  # type: ignore[untyped-decorator]
 def domain_error(exc: errors.TarefaError) -> Response[str]:
     status = next((s for cls, s in STATUS_OF.items() if isinstance(exc, cls)), 500)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     response = error_response(status, exc.code, exc.message, exc.details)
-    if headers:
-        response.headers.update(headers)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
     return response
 
 

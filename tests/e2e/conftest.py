@@ -25,6 +25,13 @@ class RunningStack(StackProcess):
     def request(
         self, method: str, path: str, body: Any = None, token: str | None = None, raw: bytes | None = None
     ) -> tuple[int, Any]:
+        status, _, answer = self.exchange(method, path, body, token, raw)
+        return status, answer
+
+    def exchange(
+        self, method: str, path: str, body: Any = None, token: str | None = None, raw: bytes | None = None
+    ) -> tuple[int, dict[str, str], Any]:
+        """Status, headers (lower-case names) and JSON body."""
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         request = urllib.request.Request(self.api_url + path, data=data, method=method)
         request.add_header("Content-Type", "application/json")
@@ -32,9 +39,11 @@ class RunningStack(StackProcess):
             request.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read() or b"null")
+                headers = {k.lower(): v for k, v in response.headers.items()}
+                return response.status, headers, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
+            headers = {k.lower(): v for k, v in exc.headers.items()}
+            return exc.code, headers, json.loads(exc.read() or b"null")
 
     def sqs(self) -> Any:
         return boto3.client("sqs", endpoint_url=self.state["awsEndpointUrl"], region_name="us-east-1")

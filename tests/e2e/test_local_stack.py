@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -123,3 +124,28 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
     running = start_stack(tmp_path)
     assert running.stop() == 0
     running.wait_for_line("Stopped.")
+
+
+def test_ctrl_c_while_starting_still_stops_cleanly(tmp_path: Path) -> None:
+    """Given a stack still starting, when Ctrl-C arrives, then it finishes starting and stops
+    cleanly instead of dying of KeyboardInterrupt half-way."""
+    process = subprocess.Popen(
+        [
+            str(BIN / "tarefa"),
+            "--state-dir",
+            str(tmp_path),
+            "local",
+            "--api-port",
+            str(free_port()),
+            "--aws-port",
+            str(free_port()),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "Stopped." in output

@@ -51,6 +51,11 @@ def test_sam_transform_expands_the_template() -> None:
     assert len(mappings) == 3
     assert all(m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings)
     assert sum(r["Type"] == "AWS::Scheduler::Schedule" for r in resources.values()) == 3
+    roles = [r for r in resources.values() if r["Type"] == "AWS::IAM::Role"]
+    with_cache = [
+        r for r in roles if {"Ref": "CacheAccessPolicy"} in r["Properties"].get("ManagedPolicyArns", [])
+    ]
+    assert len(with_cache) == 3  # the managed policy reaches each function's role
 
 
 def test_functions_run_python313_on_arm64() -> None:
@@ -107,7 +112,9 @@ def test_maintenance_schedules() -> None:
     }
 
 
-def test_every_route_but_health_goes_through_the_jwt_authorizer() -> None:
+def test_every_route_but_health_and_the_two_pages_goes_through_the_jwt_authorizer() -> None:
+    """/docs and /dashboard are static pages with no data; they ask for a token and send it
+    with every call they make."""
     auth = props("HttpApi")["Auth"]
     assert auth["DefaultAuthorizer"] == "JwtAuthorizer"
     jwt = auth["Authorizers"]["JwtAuthorizer"]
@@ -116,7 +123,7 @@ def test_every_route_but_health_goes_through_the_jwt_authorizer() -> None:
     for event in props("ApiFunction")["Events"].values():
         route = event["Properties"]
         opened = route.get("Auth", {}).get("Authorizer") == "NONE"
-        assert opened == (route["Path"] == "/health"), route
+        assert opened == (route["Path"] in ("/health", "/docs", "/dashboard")), route
 
 
 def test_a_user_pool_is_created_only_when_no_issuer_is_given() -> None:
@@ -142,16 +149,36 @@ def test_jobs_table_indexes_are_sharded_or_sparse_and_ttl_is_on() -> None:
     assert all(i["Projection"]["ProjectionType"] == "KEYS_ONLY" for i in indexes.values())
 
 
+def statements(logical_id: str) -> list[dict[str, Any]]:
+    """A function's or managed policy's statements: inline ones, those of the managed policies
+    it references, and both branches of any Fn::If."""
+    spec = RESOURCES[logical_id]
+    if spec["Type"] == "AWS::IAM::ManagedPolicy":
+        documents = [spec["Properties"]["PolicyDocument"]]
+    else:
+        documents = []
+        for policy in spec["Properties"].get("Policies", []):
+            ref = policy.get("Ref") if isinstance(policy, dict) else None
+            documents.append(props(ref)["PolicyDocument"] if ref in RESOURCES else policy)
+    found: list[dict[str, Any]] = []
+    for document in documents:
+        for statement in document["Statement"]:
+            if "Fn::If" in statement:
+                found.extend(b for b in statement["Fn::If"][1:] if b != {"Ref": "AWS::NoValue"})
+            else:
+                found.append(statement)
+    return found
+
+
 def test_policies_are_least_privilege() -> None:
     """No wildcard actions or resources, no Scan anywhere."""
     for logical_id, spec in RESOURCES.items():
-        if spec["Type"] != "AWS::Serverless::Function":
+        if spec["Type"] not in ("AWS::Serverless::Function", "AWS::IAM::ManagedPolicy"):
             continue
-        for policy in spec["Properties"].get("Policies", []):
-            for statement in policy["Statement"]:
-                actions = statement["Action"]
-                assert all("*" not in a and a != "dynamodb:Scan" for a in actions), logical_id
-                assert statement["Resource"] != "*", logical_id
+        for statement in statements(logical_id):
+            actions = statement["Action"]
+            assert all("*" not in a and a != "dynamodb:Scan" for a in actions), logical_id
+            assert statement["Resource"] != "*", logical_id
 
 
 def test_outputs_name_the_api_queues_and_tables() -> None:
@@ -169,10 +196,179 @@ def test_outputs_name_the_api_queues_and_tables() -> None:
 def test_environment_names_match_the_settings_model() -> None:
     from tarefa.settings import Settings
 
-    known = {name.upper() for name in Settings.model_fields} | {
+    known = {(f.alias or name).upper() for name, f in Settings.model_fields.items()} | {
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
         "POWERTOOLS_LOG_LEVEL",
     }
     variables = set(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"])
     assert variables <= known, variables - known
+
+
+# -- cache, rate limits, sessions ----------------------------------------------------------------
+
+
+def test_the_cache_backend_is_dynamodb_unless_redis_is_chosen() -> None:
+    assert TEMPLATE["Parameters"]["CacheBackend"]["Default"] == "dynamodb"
+    assert RESOURCES["CacheTable"]["Condition"] == "UseDynamoCache"
+    for redis_only in ("Cache", "CacheSecret", "CacheUserGroup", "CacheAppUser", "CacheDefaultUser"):
+        assert RESOURCES[redis_only]["Condition"] == "UseRedis", redis_only
+    assert Resolver(TEMPLATE).exists(RESOURCES["CacheTable"])
+    assert not Resolver(TEMPLATE, {"CacheBackend": "redis"}).exists(RESOURCES["CacheTable"])
+    assert Resolver(TEMPLATE, {"CacheBackend": "redis"}).exists(RESOURCES["Cache"])
+
+
+def test_cache_table_has_no_hot_key_and_expires_items() -> None:
+    table = props("CacheTable")
+    assert [k["AttributeName"] for k in table["KeySchema"]] == ["pk", "sk"]  # pk: 64 hash shards
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+    assert "GlobalSecondaryIndexes" not in table
+
+
+def test_redis_cache_is_serverless_with_tls_and_an_rbac_user_limited_to_the_stage_keys() -> None:
+    cache = props("Cache")
+    assert RESOURCES["Cache"]["Type"] == "AWS::ElastiCache::ServerlessCache"  # TLS is always on
+    assert cache["UserGroupId"] == {"Ref": "CacheUserGroup"}
+    assert cache["SubnetIds"] == {"Ref": "CacheSubnetIds"}
+    assert cache["SecurityGroupIds"] == {"Ref": "CacheSecurityGroupIds"}
+    assert props("CacheDefaultUser")["AccessString"].startswith("off")
+    assert props("CacheAppUser")["AccessString"] == {"Fn::Sub": "on ~tarefa:${Stage}:* +@all -@dangerous"}
+    assert "GenerateSecretString" in props("CacheSecret")  # no password in the template
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["REDIS_URL"]["Fn::If"][1] == {
+        "Fn::Sub": "rediss://${Cache.Endpoint.Address}:${Cache.Endpoint.Port}"
+    }
+    assert env["CACHE_KEY_PREFIX"] == {"Fn::Sub": "tarefa:${Stage}:"}
+
+
+def test_functions_join_the_vpc_only_when_redis_is_chosen() -> None:
+    vpc = TEMPLATE["Globals"]["Function"]["VpcConfig"]
+    assert vpc == {
+        "Fn::If": [
+            "UseRedis",
+            {"SubnetIds": {"Ref": "CacheSubnetIds"}, "SecurityGroupIds": {"Ref": "CacheSecurityGroupIds"}},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    functions = [k for k, v in RESOURCES.items() if v["Type"] == "AWS::Serverless::Function"]
+    assert all("VpcConfig" not in props(f) for f in functions)  # none opts in on its own
+    endpoints = {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::EC2::VPCEndpoint"}
+    services = {v["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[1] for v in endpoints.values()}
+    assert services == {"dynamodb", "sqs", "secretsmanager"}
+    assert all(v["Condition"] == "CreateCacheEndpoints" for v in endpoints.values())
+    rules = TEMPLATE["Rules"]["RedisNeedsAVpc"]
+    assert rules["RuleCondition"] == {"Fn::Equals": [{"Ref": "CacheBackend"}, "redis"]}
+
+
+def test_functions_may_use_the_cache_table_or_the_redis_password_and_nothing_more() -> None:
+    by_sid = {s["Sid"]: s for s in statements("CacheAccessPolicy")}
+    assert set(by_sid) == {"Cache", "CachePassword"}
+    assert by_sid["Cache"]["Resource"] == {"Fn::GetAtt": ["CacheTable", "Arn"]}
+    assert "dynamodb:Scan" not in by_sid["Cache"]["Action"]
+    assert by_sid["CachePassword"] == {
+        "Sid": "CachePassword",
+        "Effect": "Allow",
+        "Action": ["secretsmanager:GetSecretValue"],
+        "Resource": {"Ref": "CacheSecret"},
+    }
+    for function in ("ApiFunction", "WorkerFunction", "MaintenanceFunction"):
+        assert {"Ref": "CacheAccessPolicy"} in props(function)["Policies"], function
+
+
+def test_enqueue_rate_limit_defaults_to_600_per_minute_and_reaches_the_functions() -> None:
+    parameter = TEMPLATE["Parameters"]["EnqueueRateLimit"]
+    assert parameter["Default"] == "600/60"
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["TAREFA_ENQUEUE_RATE_LIMIT"] == {"Ref": "EnqueueRateLimit"}
+    assert env["CACHE_BACKEND"] == {"Ref": "CacheBackend"}
+    assert env["CACHE_TABLE"] == {"Fn::If": ["UseDynamoCache", {"Ref": "CacheTable"}, ""]}
+
+
+# -- operations ------------------------------------------------------------------------------------
+
+
+def test_the_operator_routes_are_declared() -> None:
+    routes = {
+        (e["Properties"]["Method"], e["Properties"]["Path"]) for e in props("ApiFunction")["Events"].values()
+    }
+    assert {
+        ("GET", "/queues"),
+        ("POST", "/queues/{priority}/pause"),
+        ("POST", "/queues/{priority}/resume"),
+        ("GET", "/queues/{priority}/dead-letters"),
+        ("POST", "/queues/{priority}/dead-letters/redrive"),
+        ("POST", "/queues/{priority}/dead-letters/purge"),
+    } <= routes
+
+
+def test_only_the_api_may_pause_and_only_the_workers_own_mappings() -> None:
+    variables = props("ApiFunction")["Environment"]["Variables"]
+    assert variables == {
+        f"{p}_EVENT_SOURCE_MAPPING": {"Ref": f"WorkerFunction{p.title()}"} for p in ("HIGH", "MEDIUM", "LOW")
+    }
+    by_sid = {s["Sid"]: s for s in statements("ApiFunction")}
+    pause = by_sid["PauseAndResume"]
+    assert pause["Action"] == ["lambda:GetEventSourceMapping", "lambda:UpdateEventSourceMapping"]
+    assert [r["Fn::Sub"].rsplit(":", 1)[1] for r in pause["Resource"]] == [
+        "${WorkerFunctionHigh}",
+        "${WorkerFunctionMedium}",
+        "${WorkerFunctionLow}",
+    ]
+    dead = by_sid["DeadLetters"]
+    assert {r["Fn::GetAtt"][0] for r in dead["Resource"]} == {
+        "HighDeadLetterQueue",
+        "MediumDeadLetterQueue",
+        "LowDeadLetterQueue",
+    }
+    assert not any("lambda:" in a for s in statements("WorkerFunction") for a in s["Action"])
+
+
+def alarm(logical_id: str) -> dict[str, Any]:
+    assert RESOURCES[logical_id]["Type"] == "AWS::CloudWatch::Alarm"
+    return props(logical_id)
+
+
+def test_alarms_cover_the_dlq_depth_age_failure_rate_errors_and_throttles() -> None:
+    # DLQ not empty: the sum over the three DLQs above 0
+    dead = alarm("DeadLettersAlarm")
+    assert (dead["Threshold"], dead["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert dead["Metrics"][0]["Expression"] == "high + medium + low"
+    # Depth over 1,000 for 5 minutes, in any queue
+    depth = alarm("QueueDepthAlarm")
+    assert (depth["Threshold"], depth["EvaluationPeriods"], depth["DatapointsToAlarm"]) == (1000, 5, 5)
+    assert {m["MetricStat"]["Period"] for m in depth["Metrics"][1:]} == {60}
+    assert alarm("OldestMessageAlarm")["Threshold"] == {"Ref": "OldestMessageAlarmSeconds"}
+    # Failure rate over 5% over 5 minutes, by metric math on the jobs' own metrics
+    rate = alarm("FailureRateAlarm")
+    assert rate["Threshold"] == 5 and "failed" in rate["Metrics"][0]["Expression"]
+    assert {m["MetricStat"]["Metric"]["MetricName"] for m in rate["Metrics"][1:]} == {
+        "JobsFailed",
+        "JobsCompleted",
+    }
+    assert {m["MetricStat"]["Period"] for m in rate["Metrics"][1:]} == {300}
+    assert alarm("WorkerErrorsAlarm")["MetricName"] == "Errors"
+    assert alarm("WorkerThrottlesAlarm")["MetricName"] == "Throttles"
+    for logical_id, spec in RESOURCES.items():
+        if spec["Type"] == "AWS::CloudWatch::Alarm":
+            assert spec["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], logical_id
+            assert spec["Properties"]["TreatMissingData"] == "notBreaching", logical_id
+
+
+def test_alarm_mail_is_optional_and_the_topic_is_encrypted() -> None:
+    assert props("AlarmTopic")["KmsMasterKeyId"] == "alias/aws/sns"
+    assert RESOURCES["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
+    assert TEMPLATE["Parameters"]["AlarmEmail"]["Default"] == ""
+
+
+def test_the_dashboard_is_valid_json_and_shows_every_alarm() -> None:
+    import json
+
+    resolver = Resolver(TEMPLATE)
+    for logical_id in RESOURCES:
+        resolver.refs.setdefault(logical_id, f"local-{logical_id}")
+    body = json.loads(resolver.resolve(props("Dashboard")["DashboardBody"]))
+    titles = [w["properties"]["title"] for w in body["widgets"]]
+    assert "Waiting jobs" in titles and "Failure rate (%)" in titles and "Alarms" in titles
+    alarms = next(w for w in body["widgets"] if w["type"] == "alarm")["properties"]["alarms"]
+    declared = [k for k, v in RESOURCES.items() if v["Type"] == "AWS::CloudWatch::Alarm"]
+    assert len(alarms) == len(declared)

@@ -58,6 +58,17 @@ def job_of(app: LocalApp, job_id: str, claims: dict[str, Any] = ALICE) -> dict[s
     return job
 
 
+def messages_in(app: LocalApp, logical_id: str) -> int:
+    """Visible and in-flight messages of one of the template's queues."""
+    attributes = app.sqs.get_queue_attributes(
+        QueueUrl=app.stack.queue_urls[logical_id],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
 def let_sqs_timers_pass() -> None:
     """moto keeps real time for message delays and visibility: make them all pass now."""
     from moto.backends import get_backend

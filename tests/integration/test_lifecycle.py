@@ -6,7 +6,7 @@ import json
 
 from tarefa.local.app import LocalApp
 
-from .conftest import ADMIN, ALICE, BOB, Clock, enqueue, job_of, let_sqs_timers_pass
+from .conftest import ADMIN, ALICE, BOB, Clock, enqueue, job_of, let_sqs_timers_pass, messages_in
 
 
 def test_enqueued_echo_job_completes_with_its_payload_as_result(app: LocalApp) -> None:
@@ -121,7 +121,7 @@ def test_unknown_type_sent_to_sqs_is_dead_lettered_with_its_job_record(app: Loca
     assert record["status"] == "FAILED"
     assert record["deadLettered"] is True
     assert record["type"] == "nope"
-    assert _count(app, "LowDeadLetterQueue") == 1
+    assert messages_in(app, "LowDeadLetterQueue") == 1
 
 
 def test_cancelled_job_is_dropped_when_its_message_arrives(app: LocalApp) -> None:
@@ -233,14 +233,4 @@ def test_external_job_with_invalid_payload_is_failed_not_lost(app: LocalApp) -> 
 
 
 def _waiting(app: LocalApp) -> int:
-    return sum(_count(app, logical) for logical in ("HighQueue", "MediumQueue", "LowQueue"))
-
-
-def _count(app: LocalApp, logical_id: str) -> int:
-    attributes = app.sqs.get_queue_attributes(
-        QueueUrl=app.stack.queue_urls[logical_id],
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(
-        attributes["ApproximateNumberOfMessagesNotVisible"]
-    )
+    return sum(messages_in(app, logical) for logical in ("HighQueue", "MediumQueue", "LowQueue"))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 
 from tarefa.errors import ConflictError
 from tarefa.job import Job, JobStatus, Priority, utcnow
-from tarefa.ports import ListPage, ListQuery, Sweep
+from tarefa.ports import DeadLetter, ListPage, ListQuery, QueueDepth, Sweep, WindowCount
 
 
 class MemoryStore:
@@ -89,11 +91,17 @@ class MemoryQueue:
     def change_visibility(self, priority: Priority, receipt_handle: str, seconds: int) -> None:
         self.visibility.append((receipt_handle, seconds))
 
-    def send_to_dead_letter(self, priority: Priority, body: str, reason: str) -> None:
+    def send_to_dead_letter(self, priority: Priority, body: str, reason: str, job_id: str) -> None:
         self.dead.append((priority, body, reason))
 
     def priority_of_queue(self, queue_arn: str) -> Priority:
         return Priority.MEDIUM
+
+    def depth(self, priority: Priority) -> QueueDepth:
+        return QueueDepth(sum(1 for p, _, _ in self.sent if p == priority), 0, 0, len(self.dead))
+
+    def name(self, priority: Priority) -> str:
+        return f"tarefa-test-{priority.lower()}"
 
     def ping(self) -> None:
         return None
@@ -108,3 +116,119 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+class MemoryCacheBackend:
+    """The CacheBackend port in a dict, with the semantics the contract suite pins down for
+    Redis and DynamoDB (tests/integration/test_cache_contract.py runs it too)."""
+
+    name = "memory"
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.items: dict[str, tuple[str, float]] = {}
+        self.windows: dict[str, list[float]] = {}
+        self.calls = 0
+        self.down = False
+        self._lock = threading.Lock()
+
+    def _enter(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise ConnectionError("cache is down")
+
+    def get(self, key: str) -> str | None:
+        self._enter()
+        found = self.items.get(key)
+        return found[0] if found and found[1] > self.clock() else None
+
+    def set(self, key: str, value: str, ttl_seconds: float) -> None:
+        self._enter()
+        self.items[key] = (value, self.clock() + ttl_seconds)
+
+    def add(self, key: str, value: str, ttl_seconds: float) -> bool:
+        self._enter()
+        with self._lock:
+            if self.get(key) is not None:
+                return False
+            self.items[key] = (value, self.clock() + ttl_seconds)
+            return True
+
+    def release(self, key: str, value: str) -> None:
+        self._enter()
+        with self._lock:
+            if self.items.get(key, ("",))[0] == value:
+                del self.items[key]
+
+    def delete(self, keys: Iterable[str]) -> None:
+        self._enter()
+        for key in keys:
+            self.items.pop(key, None)
+
+    def delete_prefix(self, prefix: str) -> int:
+        self._enter()
+        doomed = [k for k in self.items if k.startswith(prefix)]
+        for key in doomed:
+            del self.items[key]
+        return len(doomed)
+
+    def hit_window(self, key: str, limit: int, window_seconds: float, now: float) -> WindowCount:
+        self._enter()
+        with self._lock:
+            hits = [t for t in self.windows.get(key, []) if t > now - window_seconds]
+            allowed = len(hits) < limit
+            if allowed:
+                hits.append(now)
+            self.windows[key] = hits
+            return WindowCount(allowed, len(hits), min(hits) if hits else None)
+
+    def ping(self) -> None:
+        self._enter()
+
+
+class EpochClock:
+    """Epoch seconds that tests move forward instead of sleeping."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class MemoryDeadLetterQueue:
+    """A DLQ with visibility: received messages stay hidden until released or deleted."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, str] = {}  # message id -> body
+        self.hidden: set[str] = set()
+        self.sent: list[tuple[Priority, str]] = []
+        self.calls: list[str] = []
+
+    def put(self, message_id: str, body: str) -> None:
+        self.messages[message_id] = body
+
+    def receive_dead_letters(
+        self, priority: Priority, max_messages: int, hide_seconds: int
+    ) -> list[DeadLetter]:
+        self.calls.append("receive")
+        batch = [m for m in self.messages if m not in self.hidden][:max_messages]
+        self.hidden.update(batch)
+        return [DeadLetter(m, m, self.messages[m], 1, utcnow(), None, None) for m in batch]
+
+    def release_dead_letters(self, priority: Priority, receipt_handles: list[str]) -> None:
+        self.calls.append("release")
+        self.hidden.difference_update(receipt_handles)
+
+    def delete_dead_letter(self, priority: Priority, receipt_handle: str) -> None:
+        self.calls.append("delete")
+        del self.messages[receipt_handle]
+        self.hidden.discard(receipt_handle)
+
+    def send(self, priority: Priority, body: str, delay_seconds: int = 0) -> str:
+        self.calls.append("send")
+        self.sent.append((priority, body))
+        return f"m-{len(self.sent)}"

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import BaseModel
 
+from tarefa.breaker import GuardedBackend
 from tarefa.job import Job, JobStatus, Priority
-from tarefa.jobtypes import default_registry
+from tarefa.jobtypes import JobPolicy, JobType, JobTypeRegistry, default_registry
 from tarefa.ports import QueueMessageRef
+from tarefa.ratelimit import Rate, RateLimiter
 from tarefa.worker import DONE, Worker
 
-from .fakes import Clock, MemoryQueue, MemoryStore
+from .fakes import Clock, MemoryCacheBackend, MemoryQueue, MemoryStore
 
 
 @pytest.fixture
@@ -150,3 +153,57 @@ def test_handler_returning_something_that_is_not_json_fails_permanently(
     pending(store, "odd", 1)
     assert worker.process(body("odd"), ref()) == DONE
     assert store.jobs["j1"].status == JobStatus.FAILED
+
+
+# -- per-key rates (seed 003: 80 messages a minute per WhatsApp session) ------------------------
+
+
+class SendPayload(BaseModel):
+    session: str
+    text: str
+
+
+def throttled_worker() -> tuple[Worker, MemoryStore, MemoryQueue, MemoryCacheBackend, list[str]]:
+    sent: list[str] = []
+    registry = JobTypeRegistry()
+    registry.register(
+        JobType(
+            "whatsapp.send",
+            SendPayload,
+            lambda p, ctx: sent.append(p.text),
+            JobPolicy(rate=Rate(2, 60), rate_key=lambda payload: payload["session"]),
+        )
+    )
+    store, queue, clock = MemoryStore(), MemoryQueue(), Clock()
+    backend = MemoryCacheBackend(lambda: clock().timestamp())
+    limiter = RateLimiter(GuardedBackend(backend), clock=lambda: clock().timestamp())
+    worker = Worker(store, queue, registry, 30, 120, now=clock, limiter=limiter)
+    return worker, store, queue, backend, sent
+
+
+def send_job(store: MemoryStore, job_id: str, session: str) -> str:
+    payload = {"session": session, "text": job_id}
+    store.put(Job.model_validate({"job_id": job_id, "type": "whatsapp.send", "payload": payload}), None)
+    return json.dumps({"jobId": job_id, "type": "whatsapp.send"})
+
+
+def test_a_job_over_its_rate_waits_in_the_queue_instead_of_failing() -> None:
+    worker, store, queue, _, sent = throttled_worker()
+    # Given three messages for one session and a rate of 2 a minute
+    bodies = [send_job(store, f"j{n}", "session-1") for n in range(3)]
+    # When the worker takes them, the third is put back for the rest of the window
+    outcomes = [worker.process(b, ref()) for b in bodies]
+    assert outcomes[:2] == [DONE, DONE]
+    assert outcomes[2].visible_again_in is not None and 1 <= outcomes[2].visible_again_in <= 60
+    assert sent == ["j0", "j1"]
+    # Then it has not used an attempt, and another session is not held back
+    assert (store.jobs["j2"].status, store.jobs["j2"].attempts) == (JobStatus.PENDING, 0)
+    assert worker.process(send_job(store, "j3", "session-2"), ref()) == DONE
+    assert queue.visibility == [("rh", outcomes[2].visible_again_in)]
+
+
+def test_a_rate_limiter_outage_never_holds_jobs_back() -> None:
+    worker, store, _, backend, sent = throttled_worker()
+    backend.down = True
+    assert [worker.process(send_job(store, f"j{n}", "s"), ref()) for n in range(3)] == [DONE] * 3
+    assert sent == ["j0", "j1", "j2"]

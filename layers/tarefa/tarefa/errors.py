@@ -23,6 +23,13 @@ class JobNotFoundError(TarefaError):
         super().__init__(f"Job {job_id} was not found")
 
 
+class QueueNotFoundError(TarefaError):
+    code = "QUEUE_NOT_FOUND"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"There is no queue {name!r}; the queues are HIGH, MEDIUM and LOW")
+
+
 class InvalidTransitionError(TarefaError):
     code = "INVALID_STATE"
 
@@ -60,6 +67,20 @@ class ForbiddenError(TarefaError):
 
 class QueueUnavailableError(TarefaError):
     code = "QUEUE_UNAVAILABLE"
+
+
+class RateLimitedError(TarefaError):
+    code = "RATE_LIMITED"
+
+
+class RateLimiterUnavailableError(TarefaError):
+    """The route is configured to fail closed and the limiter's backend is down."""
+
+    code = "RATE_LIMITER_UNAVAILABLE"
+
+
+class SessionsUnavailableError(TarefaError):
+    code = "SESSIONS_UNAVAILABLE"
 
 
 class ConflictError(Exception):

@@ -101,6 +101,23 @@ class Job(CamelModel):
             update={**changes, "status": status, "updated_at": now, "version": self.version + 1}
         )
 
+    def restarted(self, now: datetime) -> Job:
+        """FAILED -> PENDING with a clean slate: attempts, result, errors and timings reset."""
+        return self.transition(
+            JobStatus.PENDING,
+            now,
+            attempts=0,
+            result=None,
+            error=None,
+            error_details=None,
+            next_retry_at=None,
+            processing_started_at=None,
+            processing_completed_at=None,
+            dead_lettered=False,
+            run_at=None,
+            held=False,
+        )
+
     def public(self) -> dict[str, Any]:
         """The job document the API returns (camelCase, ISO-8601 UTC timestamps)."""
         return self.model_dump(

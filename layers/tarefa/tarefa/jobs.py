@@ -15,6 +15,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, Field, ValidationError
 
+from tarefa.cache import Cache, Lookup
 from tarefa.errors import (
     ConflictError,
     InvalidTransitionError,
@@ -32,6 +33,10 @@ logger = Logger(child=True)
 metrics = Metrics()
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# Statuses no transition leaves (FAILED can be retried or cancelled): safe to serve from a cache
+# without invalidation, so a client never reads a stale status.
+IMMUTABLE = frozenset({JobStatus.COMPLETED, JobStatus.CANCELLED})
+JOB_CACHE_SCHEMA = 1  # bump when Job changes shape: old entries then read as misses
 
 
 @dataclass(frozen=True)
@@ -97,11 +102,15 @@ class JobService:
         queue: JobQueue,
         registry: JobTypeRegistry,
         now: Callable[[], datetime] = utcnow,
+        cache: Cache | None = None,
+        retention: timedelta | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
         self.registry = registry
         self.now = now
+        self.cache = cache
+        self.retention = retention  # finished jobs are deleted this long after their last change
 
     # -- enqueue ---------------------------------------------------------------------------
     def enqueue(self, caller: Caller, request: EnqueueRequest) -> Enqueued:
@@ -176,10 +185,33 @@ class JobService:
 
     # -- reads -----------------------------------------------------------------------------
     def get(self, caller: Caller, job_id: str) -> Job:
-        job = self.store.get(job_id)
-        if job is None or not caller.may_see(job):
-            raise JobNotFoundError(job_id)  # never reveal that someone else's job exists
-        return job
+        """From the table: what actions read before a conditional write."""
+        return _visible(caller, job_id, self.store.get(job_id))
+
+    def read(self, caller: Caller, job_id: str) -> Lookup[Job]:
+        """For clients polling a job: finished jobs (immutable) come from the cache."""
+        if self.cache is None:
+            return Lookup(self.get(caller, job_id), hit=False)
+        found = self.cache.lookup(
+            "job",
+            job_id,
+            lambda: self.store.get(job_id),
+            schema=JOB_CACHE_SCHEMA,
+            encode=lambda job: job.model_dump(mode="json", by_alias=True) if job else None,
+            decode=Job.model_validate,
+            cacheable=self._cacheable,
+            protect=False,  # one GetItem is cheaper than a lock, and most reads are of live jobs
+        )
+        return Lookup(_visible(caller, job_id, found.value), found.hit)
+
+    def _cacheable(self, job: Job | None) -> bool:
+        """Finished for good, and not deleted by the cleanup before its cache entry expires."""
+        if job is None or job.status not in IMMUTABLE or self.cache is None:
+            return False
+        if self.retention is None:
+            return True
+        lifetime = timedelta(seconds=self.cache.lifetime("job"))
+        return job.updated_at + self.retention > self.now() + lifetime
 
     def list(self, caller: Caller, request: ListRequest) -> JobList:
         """Newest first; filters apply to what the index returns, so a page may come back short
@@ -224,20 +256,7 @@ class JobService:
         job = self.get(caller, job_id)
         if job.status != JobStatus.FAILED:
             raise InvalidTransitionError(job.job_id, job.status, JobStatus.PENDING)
-        pending = job.transition(
-            JobStatus.PENDING,
-            self.now(),
-            attempts=0,
-            result=None,
-            error=None,
-            error_details=None,
-            next_retry_at=None,
-            processing_started_at=None,
-            processing_completed_at=None,
-            dead_lettered=False,
-            run_at=None,
-            held=False,
-        )
+        pending = job.restarted(self.now())
         self._save(job, pending)
         return self._send(pending, 0)
 
@@ -249,6 +268,12 @@ class JobService:
             raise InvalidTransitionError(
                 old.job_id, current.status if current else "gone", new.status
             ) from None
+
+
+def _visible(caller: Caller, job_id: str, job: Job | None) -> Job:
+    if job is None or not caller.may_see(job):
+        raise JobNotFoundError(job_id)  # never reveal that someone else's job exists
+    return job
 
 
 def _page(jobs: list[Job], last_key: str | None) -> JobList:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, RootModel
 from tarefa.backoff import DEFAULT_LADDER
 from tarefa.errors import PermanentJobError, RetryableJobError, UnknownJobTypeError
 from tarefa.job import Priority
+from tarefa.ratelimit import Rate
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class JobPolicy:
     max_attempts: int = 3
     backoff: Sequence[int] = DEFAULT_LADDER
     timeout_seconds: int = 60
+    # At most `rate` runs per window for each `rate_key(payload)` (one shared key when None);
+    # a job over it waits in its queue instead of failing (seed 003: 80/60 per session).
+    rate: Rate | None = None
+    rate_key: Callable[[Any], str] | None = None
 
 
 Handler = Callable[[Any, JobContext], Any]

@@ -11,7 +11,9 @@ from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import BaseModel, Field
 
+from tarefa.cache import Cache
 from tarefa.errors import ConflictError
 from tarefa.job import Job, JobStatus, utcnow
 from tarefa.ports import JobQueue, JobStore, Sweep
@@ -23,6 +25,14 @@ metrics = Metrics()
 RECOVERY_RETRY_SECONDS = 60  # seed 000: a stuck job is retried a minute later
 
 
+class CleanupRequest(BaseModel):
+    older_than_seconds: int | None = Field(None, alias="olderThanSeconds", ge=0, le=10 * 365 * 86_400)
+
+
+class RecoverRequest(BaseModel):
+    stuck_after_seconds: int | None = Field(None, alias="stuckAfterSeconds", ge=1, le=7 * 86_400)
+
+
 class Maintenance:
     def __init__(
         self,
@@ -32,22 +42,30 @@ class Maintenance:
         stuck_after_seconds: int,
         lease_seconds: int,
         now: Callable[[], datetime] = utcnow,
+        cache: Cache | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
+        self.cache = cache
         self.retention_seconds = retention_seconds
         self.stuck_after_seconds = stuck_after_seconds
         self.lease_seconds = lease_seconds
         self.now = now
 
     def cleanup(self, older_than_seconds: int | None = None) -> int:
-        """Delete COMPLETED, CANCELLED and FAILED jobs that finished before the cutoff."""
+        """Delete COMPLETED, CANCELLED and FAILED jobs that finished before the cutoff.
+
+        The job cache never holds a job past its retention (JobService), so only a cleanup
+        with a shorter cutoff than the retention has cache entries to drop."""
         cutoff = self.now() - timedelta(seconds=older_than_seconds or self.retention_seconds)
-        deleted = sum(
-            1
+        gone = [
+            job_id
             for job_id in self.store.sweep(Sweep.FINISHED, cutoff)
             if self.store.delete_finished(job_id, cutoff)
-        )
+        ]
+        if self.cache is not None and gone and older_than_seconds is not None:
+            self.cache.delete("job", *gone)
+        deleted = len(gone)
         metrics.add_metric("JobsCleanedUp", MetricUnit.Count, deleted)
         logger.info("cleanup finished", extra={"deleted": deleted, "cutoff": cutoff.isoformat()})
         return deleted

@@ -61,10 +61,15 @@ class JobQueue(Protocol):
 
     def change_visibility(self, priority: Priority, receipt_handle: str, seconds: int) -> None: ...
 
-    def send_to_dead_letter(self, priority: Priority, body: str, reason: str) -> None: ...
+    def send_to_dead_letter(self, priority: Priority, body: str, reason: str, job_id: str) -> None:
+        """Park a message no worker can process, with why and whose job it was."""
 
     def priority_of_queue(self, queue_arn: str) -> Priority:
         """Which priority a queue (by ARN, as an SQS event names it) serves."""
+
+    def depth(self, priority: Priority) -> QueueDepth: ...
+
+    def name(self, priority: Priority) -> str: ...
 
     def ping(self) -> None: ...
 
@@ -77,3 +82,93 @@ class QueueMessageRef:
     receipt_handle: str
     message_id: str
     receive_count: int
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """SQS's approximate counts for one priority queue and its DLQ."""
+
+    waiting: int
+    in_flight: int
+    delayed: int
+    dead_letter: int
+
+
+class Consumption(Protocol):
+    """Whether the workers take messages from a priority queue (on AWS: its event source
+    mapping is enabled). Pausing never stops producers: SQS keeps what they send."""
+
+    def pause(self, priority: Priority) -> None: ...
+
+    def resume(self, priority: Priority) -> None: ...
+
+    def state(self, priority: Priority) -> str:
+        """running, paused, pausing or resuming (or another transitional state, lower-case)."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message in a dead-letter queue, as received (and hidden) for inspection."""
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int
+    sent_at: datetime
+    job_id: str | None  # set by the worker when it dead-letters a message itself
+    error: str | None
+
+
+class DeadLetterQueue(Protocol):
+    """Browse, move and delete what is in the dead-letter queues, one message at a time."""
+
+    def receive_dead_letters(
+        self, priority: Priority, max_messages: int, hide_seconds: int
+    ) -> list[DeadLetter]:
+        """Up to `max_messages` (at most 10), hidden from other readers for `hide_seconds`."""
+
+    def release_dead_letters(self, priority: Priority, receipt_handles: list[str]) -> None:
+        """Make received messages visible again at once."""
+
+    def delete_dead_letter(self, priority: Priority, receipt_handle: str) -> None: ...
+
+    def send(self, priority: Priority, body: str, delay_seconds: int = 0) -> str: ...
+
+
+@dataclass(frozen=True)
+class WindowCount:
+    """One sliding-window hit: whether it was counted, and the window as it stands after it."""
+
+    allowed: bool
+    count: int  # hits in the window, this one included when allowed
+    oldest_at: float | None  # epoch seconds of the oldest hit still in the window
+
+
+class CacheBackend(Protocol):
+    """Where cache entries, locks, rate-limit windows and sessions live: Redis or DynamoDB.
+
+    Keys arrive fully qualified; values are opaque strings; `ttl_seconds` is physical expiry.
+    Any failure raises; the core's breaker turns outages into fallbacks.
+    """
+
+    name: str
+
+    def get(self, key: str) -> str | None: ...
+
+    def set(self, key: str, value: str, ttl_seconds: float) -> None: ...
+
+    def add(self, key: str, value: str, ttl_seconds: float) -> bool:
+        """Set only if absent (or expired); True when this call set it."""
+
+    def release(self, key: str, value: str) -> None:
+        """Delete `key` only while it still holds `value` (a lock released by its owner)."""
+
+    def delete(self, keys: Iterable[str]) -> None: ...
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every key that starts with `prefix`; how many went."""
+
+    def hit_window(self, key: str, limit: int, window_seconds: float, now: float) -> WindowCount:
+        """Count one hit in the sliding window ending at `now` unless `limit` is reached."""
+
+    def ping(self) -> None: ...

@@ -6,14 +6,18 @@ every cold start (bench/results.json).
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tarefa.ratelimit import OFF, Rate, RouteLimit
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, arbitrary_types_allowed=True)
 
     jobs_table: str = "tarefa-jobs"
     idempotency_table: str = "tarefa-idempotency"
@@ -23,6 +27,10 @@ class Settings(BaseModel):
     high_dlq_url: str = ""
     medium_dlq_url: str = ""
     low_dlq_url: str = ""
+    # The worker's event source mappings (UUIDs), which pausing a queue disables (API only).
+    high_event_source_mapping: str = ""
+    medium_event_source_mapping: str = ""
+    low_event_source_mapping: str = ""
     # Must equal the queues' redrive maxReceiveCount (the template passes the same parameter).
     max_receive_count: int = Field(30, ge=2)
     # The worker function's timeout: a lease older than this belongs to a dead invocation.
@@ -31,6 +39,38 @@ class Settings(BaseModel):
     stuck_after_seconds: int = Field(300, ge=1)
     tarefa_test_jobs: bool = False
     service_name: str = Field("tarefa", alias="powertools_service_name")
+    # Cache, rate limits and sessions: "dynamodb" (CACHE_TABLE), "redis" (REDIS_URL) or "none".
+    cache_backend: Literal["dynamodb", "redis", "none"] = "none"
+    cache_table: str = ""
+    cache_key_prefix: str = "tarefa:"
+    redis_url: str = ""
+    redis_cluster: bool = False
+    redis_username: str = ""
+    redis_password_secret_arn: str = ""  # a Secrets Manager secret with a "password" key
+    cache_ttls: dict[str, int] = Field(default_factory=dict, alias="tarefa_cache_ttls")
+    enqueue_rate_limit: Rate | None = Field(Rate(600, 60), alias="tarefa_enqueue_rate_limit")
+    rate_limits: dict[str, RouteLimit] = Field(default_factory=dict, alias="tarefa_rate_limits")
+
+    @field_validator("cache_ttls", "rate_limits", mode="before")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator("enqueue_rate_limit", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return None if value.strip().lower() in OFF else Rate.parse(value)
+        return value
+
+    def route_limits(self) -> dict[str, RouteLimit]:
+        """Limits by route key ("POST /jobs"); TAREFA_RATE_LIMITS wins over the enqueue limit."""
+        limits = dict(self.rate_limits)
+        if self.enqueue_rate_limit is not None:
+            limits.setdefault("POST /jobs", RouteLimit(rate=self.enqueue_rate_limit))
+        return limits
 
     @classmethod
     def from_environment(cls) -> Settings:

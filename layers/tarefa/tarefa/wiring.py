@@ -7,7 +7,7 @@ boto3 and its clients on first use only, and only for the clients it uses.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +18,14 @@ from tarefa.settings import Settings, get_settings
 if TYPE_CHECKING:
     from tarefa.adapters.dynamodb import DynamoJobStore
     from tarefa.adapters.sqs import SqsJobQueue
+    from tarefa.breaker import GuardedBackend
+    from tarefa.cache import Cache
+    from tarefa.deadletters import DeadLetters
     from tarefa.jobs import JobService
     from tarefa.maintenance import Maintenance
+    from tarefa.queues import Queues
+    from tarefa.ratelimit import RateLimiter
+    from tarefa.sessions import SessionStore
     from tarefa.worker import Worker
 
 
@@ -30,6 +36,19 @@ def _client(service: str) -> Any:
     # AWS_ENDPOINT_URL (set by the local stack and tests) is honoured by boto3 itself.
     config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=10)
     return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
+
+
+def _secret_password(secret_arn: str) -> Callable[[], str]:
+    """Read on each new connection (cached 5 minutes), so a rotated password is picked up and
+    an unreachable Secrets Manager is a cache outage, not a failed cold start."""
+
+    def password() -> str:
+        from aws_lambda_powertools.utilities import parameters
+
+        secret: Any = parameters.get_secret(secret_arn, transform="json", max_age=300)
+        return str(secret["password"])
+
+    return password
 
 
 class Container:
@@ -46,11 +65,17 @@ class Container:
         return self._registry or default_registry(self.settings.tarefa_test_jobs)
 
     @cached_property
+    def dynamodb(self) -> Any:
+        """One client for the jobs and the cache tables: a second would cost cold-start time, and
+        when DynamoDB is slow the job path is slow with it whatever the cache's timeouts."""
+        return _client("dynamodb")
+
+    @cached_property
     def store(self) -> DynamoJobStore:
         from tarefa.adapters.dynamodb import DynamoJobStore
 
         s = self.settings
-        return DynamoJobStore(_client("dynamodb"), s.jobs_table, s.idempotency_table, s.job_retention_seconds)
+        return DynamoJobStore(self.dynamodb, s.jobs_table, s.idempotency_table, s.job_retention_seconds)
 
     @cached_property
     def queue(self) -> SqsJobQueue:
@@ -71,7 +96,14 @@ class Container:
     def jobs(self) -> JobService:
         from tarefa.jobs import JobService
 
-        return JobService(self.store, self.queue, self.registry, now=self.now)
+        return JobService(
+            self.store,
+            self.queue,
+            self.registry,
+            now=self.now,
+            cache=self.cache,
+            retention=timedelta(seconds=self.settings.job_retention_seconds),
+        )
 
     @cached_property
     def worker(self) -> Worker:
@@ -79,7 +111,13 @@ class Container:
 
         s = self.settings
         return Worker(
-            self.store, self.queue, self.registry, s.max_receive_count, s.worker_timeout_seconds, now=self.now
+            self.store,
+            self.queue,
+            self.registry,
+            s.max_receive_count,
+            s.worker_timeout_seconds,
+            now=self.now,
+            limiter=self.limiter,
         )
 
     @cached_property
@@ -94,7 +132,77 @@ class Container:
             s.stuck_after_seconds,
             s.worker_timeout_seconds,
             now=self.now,
+            cache=self.cache,
         )
+
+    @cached_property
+    def queues(self) -> Queues:
+        from tarefa.adapters.eventsource import EventSourceConsumption
+        from tarefa.queues import Queues
+
+        s = self.settings
+        mappings = {
+            Priority.HIGH: s.high_event_source_mapping,
+            Priority.MEDIUM: s.medium_event_source_mapping,
+            Priority.LOW: s.low_event_source_mapping,
+        }
+        return Queues(self.queue, EventSourceConsumption(_client("lambda"), mappings))
+
+    @cached_property
+    def dead_letters(self) -> DeadLetters:
+        from tarefa.deadletters import DeadLetters
+
+        return DeadLetters(self.store, self.queue, now=self.now)
+
+    # -- cache, rate limits, sessions (None when CACHE_BACKEND=none) ------------------------
+    @cached_property
+    def cache_backend(self) -> GuardedBackend | None:
+        from tarefa.breaker import GuardedBackend
+
+        s = self.settings
+        if s.cache_backend == "redis":
+            from tarefa.adapters.redis import RedisCacheBackend, connect
+
+            arn = s.redis_password_secret_arn
+            client = connect(
+                s.redis_url, s.redis_username, _secret_password(arn) if arn else None, s.redis_cluster
+            )
+            return GuardedBackend(RedisCacheBackend(client))
+        if s.cache_backend == "dynamodb":
+            from tarefa.adapters.dynamodb_cache import DynamoCacheBackend
+
+            return GuardedBackend(DynamoCacheBackend(self.dynamodb, s.cache_table, self._epoch))
+        return None
+
+    def _epoch(self) -> float:
+        return self.now().timestamp()
+
+    @cached_property
+    def cache(self) -> Cache | None:
+        from tarefa.cache import Cache, TtlTable
+
+        backend = self.cache_backend
+        if backend is None:
+            return None
+        return Cache(backend, TtlTable(self.settings.cache_ttls), self.settings.cache_key_prefix, self._epoch)
+
+    @cached_property
+    def limiter(self) -> RateLimiter | None:
+        from tarefa.ratelimit import RateLimiter
+
+        backend = self.cache_backend
+        return None if backend is None else RateLimiter(backend, self.settings.cache_key_prefix, self._epoch)
+
+    @cached_property
+    def sessions(self) -> SessionStore | None:
+        from tarefa.cache import TtlTable
+        from tarefa.sessions import SessionStore
+
+        backend = self.cache_backend
+        if backend is None:
+            return None
+        ttl = TtlTable(self.settings.cache_ttls)["session"]
+        return SessionStore(backend, ttl, self.settings.cache_key_prefix, self._epoch)
 
 
 _container: Container | None = None

@@ -25,6 +25,7 @@ from tarefa.jobs import field_errors
 from tarefa.jobtypes import JobContext, JobType, JobTypeRegistry
 from tarefa.ports import JobQueue, JobStore, QueueMessageRef
 from tarefa.queue import SQS_MAX_DELAY_SECONDS, PoisonMessageError, QueueMessage, parse_message
+from tarefa.ratelimit import RateLimiter
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -51,6 +52,7 @@ class Worker:
         max_receive_count: int,
         lease_seconds: int,
         now: Callable[[], datetime] = utcnow,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -58,6 +60,7 @@ class Worker:
         self.max_receive_count = max_receive_count
         self.lease = timedelta(seconds=lease_seconds)
         self.now = now
+        self.limiter = limiter
 
     def process(self, body: str, ref: QueueMessageRef, remaining_seconds: float = float("inf")) -> Outcome:
         message: QueueMessage | None = None
@@ -83,9 +86,13 @@ class Worker:
             job = self.store.get(job_id)
             try:
                 if job is None:
+                    pinned = message.model_copy(update={"job_id": job_id})  # keeps its id if resent
+                    throttled = self._throttled(job_type, message.payload, ref, None, pinned)
+                    if throttled is not None:
+                        return throttled
                     claimed = self._first_sight(message, job_id, job_type, ref)
                 else:
-                    decision = self._decide(job, ref)
+                    decision = self._decide(job, ref) or self._throttled(job_type, job.payload, ref, job)
                     if decision is not None:
                         return decision
                     claimed = self._claim(job)
@@ -141,6 +148,37 @@ class Worker:
         if due is not None and due > now + EARLY_TOLERANCE:
             return self._later(job, ref, _seconds(due - now))
         return None
+
+    def _throttled(
+        self,
+        job_type: JobType,
+        payload: Any,
+        ref: QueueMessageRef,
+        job: Job | None,
+        message: QueueMessage | None = None,
+    ) -> Outcome | None:
+        """An outcome that delays the job when its type's rate is used up; None to run it.
+        The limiter fails open: an outage of its backend never holds jobs back."""
+        policy = job_type.policy
+        if policy.rate is None or self.limiter is None:
+            return None
+        try:
+            key = policy.rate_key(payload) if policy.rate_key else "all"
+        except Exception:  # a payload the key function cannot read fails in the handler, visibly
+            return None
+        decision = self.limiter.hit(f"job:{job_type.name}", key, policy.rate)
+        if decision.allowed:
+            return None
+        metrics.add_metric("JobsThrottled", MetricUnit.Count, 1)
+        logger.debug("rate %s used up; job waits %d s", policy.rate, decision.retry_after)
+        if job is not None:
+            return self._later(job, ref, decision.retry_after)
+        if ref.receive_count < self.max_receive_count:
+            return self._keep(ref, min(decision.retry_after, MAX_DELAY_SECONDS))
+        assert message is not None  # a fresh message, so the redrive never dead-letters it
+        body = message.model_dump_json(by_alias=True, exclude_none=True)
+        self.queue.send(ref.priority, body, min(decision.retry_after, SQS_MAX_DELAY_SECONDS))
+        return DONE
 
     def _claim(self, job: Job) -> Job | None:
         now = self.now()
@@ -270,9 +308,9 @@ class Worker:
         self, body: str, ref: QueueMessageRef, message: QueueMessage | None, reason: str
     ) -> Outcome:
         """Poison: to the DLQ at once, and the job record (found or made) says so."""
-        self.queue.send_to_dead_letter(ref.priority, body, reason)
-        metrics.add_metric("JobsDeadLettered", MetricUnit.Count, 1)
         job_id = (message.job_id if message else None) or ref.message_id
+        self.queue.send_to_dead_letter(ref.priority, body, reason, job_id)
+        metrics.add_metric("JobsDeadLettered", MetricUnit.Count, 1)
         logger.warning("message dead-lettered: %s", reason, extra={"job_id": job_id})
         now = self.now()
         for _ in range(3):

@@ -24,18 +24,37 @@ class HttpResult:
     text: str = ""
 
 
-class _Clients:
+class EmulatorClients:
+    """The emulator's clients: those given, and Lambda and IAM where AWS_ENDPOINT_URL (the local
+    stack) or moto's mock (the tests) sends them."""
+
     def __init__(self, sqs: Any, dynamodb: Any) -> None:
+        import boto3
+
         self.sqs = sqs
         self.dynamodb = dynamodb
+        session = boto3.session.Session(region_name=sqs.meta.region_name)
+        self.lambda_ = session.client("lambda")
+        self.iam = session.client("iam")
 
 
 class LocalApp:
-    def __init__(self, sqs: Any, dynamodb: Any, parameters: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        sqs: Any,
+        dynamodb: Any,
+        parameters: dict[str, str] | None = None,
+        environment: dict[str, str] | None = None,
+    ) -> None:
+        """`parameters` override the template's; `environment` overrides what the template
+        gives the functions (e.g. REDIS_URL for a local Redis instead of ElastiCache)."""
         self.sqs = sqs
-        self.stack: Stack = provision(_Clients(sqs, dynamodb), {"EnableTestJobs": "1", **(parameters or {})})
+        clients = EmulatorClients(sqs, dynamodb)
+        self.lambda_ = clients.lambda_
+        self.stack: Stack = provision(clients, {"EnableTestJobs": "1", **(parameters or {})})
         # The functions share the template's Globals environment; one process, one environ.
         for function in self.stack.functions.values():
+            function.environment.update(environment or {})
             os.environ.update(function.environment)
         wiring.reset()
         self.handlers: dict[str, Handler] = {
@@ -77,11 +96,10 @@ class LocalApp:
         )
         response = invoke(self.api_function, self.handlers[self.api_function.logical_id], event)
         text = response.get("body") or ""
+        headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+        is_json = headers.get("content-type", "application/json").startswith("application/json")
         return HttpResult(
-            response["statusCode"],
-            {k.lower(): v for k, v in (response.get("headers") or {}).items()},
-            json.loads(text) if text else None,
-            text,
+            response["statusCode"], headers, json.loads(text) if text and is_json else None, text
         )
 
     def new_handler(self, function: Function) -> Handler:
@@ -92,7 +110,13 @@ class LocalApp:
     def sqs_sources(self) -> list[tuple[Function, SqsSource]]:
         return [(f, s) for f in self.stack.functions.values() for s in f.sqs]
 
+    def consuming(self, source: SqsSource) -> bool:
+        """False while the queue is paused: its mapping is disabled, as on AWS."""
+        return bool(self.lambda_.get_event_source_mapping(UUID=source.mapping_id)["State"] == "Enabled")
+
     def poll(self, function: Function, source: SqsSource, wait_seconds: int = 0) -> int:
+        if not self.consuming(source):
+            return 0
         return deliver(self.sqs, function, self.handlers[function.logical_id], source, wait_seconds)
 
     def drain(self, max_rounds: int = 100) -> int:
@@ -112,6 +136,18 @@ class LocalApp:
                 if schedule.name == schedule_name:
                     return invoke(function, self.handlers[function.logical_id], dict(schedule.input))
         raise KeyError(f"no schedule named {schedule_name}")
+
+
+def redis_overrides(url: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Template parameters and function environment for a plain Redis at `url` in place of
+    ElastiCache (no cluster mode, no Secrets Manager: credentials, if any, are in the URL)."""
+    environment = {
+        "REDIS_URL": url,
+        "REDIS_CLUSTER": "false",
+        "REDIS_USERNAME": "",
+        "REDIS_PASSWORD_SECRET_ARN": "",
+    }
+    return {"CacheBackend": "redis"}, environment
 
 
 def _gateway_error(status: int, message: str) -> HttpResult:

@@ -1,4 +1,6 @@
-"""The `tarefa` command: `tarefa local` runs the local stack, `tarefa token` mints a token."""
+"""The `tarefa` command: `tarefa local` runs the local stack, `tarefa token` mints a token, and
+the operator commands (enqueue, status, list, cancel, retry, queues, pause, resume, dlq, watch)
+talk to the local stack or any deployment (tarefa/commands.py)."""
 
 from __future__ import annotations
 
@@ -41,15 +43,33 @@ def main(argv: list[str] | None = None) -> int:
         help="divide every rate() schedule's period by this (e.g. 60 turns minutes into seconds)",
     )
     local.add_argument("--verbose", action="store_true", help="show the functions' own JSON logs and metrics")
+    local.add_argument(
+        "--parameter-overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="template parameters, as for sam deploy (e.g. EnqueueRateLimit=3/60)",
+    )
+    local.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL", ""),
+        help="keep the cache, rate limits and sessions in this Redis (default $REDIS_URL; "
+        "unset: the template's DynamoDB cache table)",
+    )
 
     token = commands.add_parser("token", help="print a bearer token the local stack accepts")
     token.add_argument("--user", required=True, help="the token's subject (the user id)")
     token.add_argument("--admin", action="store_true", help="member of the admin group")
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
 
+    from tarefa.commands import COMMANDS, add_commands, run
+
+    add_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "token":
         return _token(args)
+    if args.command in COMMANDS:
+        return run(args, args.state_dir)
     return _local(args)
 
 
@@ -64,8 +84,22 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _local(args: argparse.Namespace) -> int:
+    from tarefa.local.provision import check_parameters
     from tarefa.local.stack import LocalStack, PortInUseError
+    from tarefa.local.template import load_template
 
+    parameters: dict[str, str] = {}
+    for override in args.parameter_overrides:
+        key, equals, value = override.partition("=")
+        if not equals or not key:
+            print(f"tarefa local: --parameter-overrides takes KEY=VALUE, got {override!r}", file=sys.stderr)
+            return 2
+        parameters[key] = value
+    try:
+        check_parameters(load_template(), parameters)
+    except ValueError as exc:
+        print(f"tarefa local: {exc}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     stack = LocalStack(
         host=args.host,
@@ -76,7 +110,18 @@ def _local(args: argparse.Namespace) -> int:
         schedule_speedup=args.schedule_speedup,
         verbose=args.verbose,
         log=lambda line: print(line, flush=True),
+        parameters=parameters,
+        redis_url=args.redis_url,
     )
+    # Handlers go in before anything starts: a Ctrl-C that arrives while the stack starts, or
+    # just after "Ready", must still stop it cleanly rather than escape as KeyboardInterrupt.
+    done = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         stack.start()
     except PortInUseError as exc:
@@ -85,13 +130,6 @@ def _local(args: argparse.Namespace) -> int:
     print(stack.summary(), flush=True)
     print(f"Ready in {time.perf_counter() - started:.1f} s.", flush=True)
 
-    done = threading.Event()
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     done.wait()
     print("Stopping...", flush=True)
     stack.stop()

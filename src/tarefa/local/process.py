@@ -29,7 +29,8 @@ class StackProcess:
         self.state_dir = state_dir
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        # Its own emulator and, unless --redis-url says otherwise, its own DynamoDB cache.
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "REDIS_URL"}
         self.process = subprocess.Popen(  # noqa: S603 - our own console script
             [
                 str(TAREFA),

@@ -3,7 +3,10 @@ functions, their environment and their event sources for the local runtime."""
 
 from __future__ import annotations
 
+import io
 import json
+import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ class SqsSource:
     batch_size: int
     batching_window_seconds: int
     maximum_concurrency: int
+    mapping_id: str  # the emulator's event source mapping: disabled while the queue is paused
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ def provision(
     """Create every SQS queue and DynamoDB table of the template with `clients.sqs` and
     `clients.dynamodb`, and return what the local runtime needs to run the functions."""
     template = template or load_template()
+    check_parameters(template, parameters or {})
     resolver = Resolver(template, dict(parameters or {}))
     resources: dict[str, Any] = template["Resources"]
     queue_urls: dict[str, str] = {}
@@ -93,7 +98,7 @@ def provision(
             )
 
     for logical_id, spec in resources.items():
-        if spec["Type"] != "AWS::DynamoDB::Table":
+        if spec["Type"] != "AWS::DynamoDB::Table" or not resolver.exists(spec):
             continue
         props = resolver.resolve(spec["Properties"])
         create: dict[str, Any] = {
@@ -120,20 +125,76 @@ def provision(
             f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{props['TableName']}"
         )
 
+    mappings = _event_source_mappings(clients, resources, resolver)
     for logical_id in resources:  # what other resources' !Ref gives, locally
         resolver.refs.setdefault(logical_id, f"local-{logical_id}")
 
     functions = {
-        logical_id: _function(logical_id, spec, template, resolver, queue_urls)
+        logical_id: _function(logical_id, spec, template, resolver, queue_urls, mappings)
         for logical_id, spec in resources.items()
         if spec["Type"] == "AWS::Serverless::Function"
     }
     outputs: dict[str, str] = {}
     for name, spec in template.get("Outputs", {}).items():
-        if "Condition" in spec and not resolver.condition(spec["Condition"]):
+        if not resolver.exists(spec):
             continue
         outputs[name] = str(resolver.resolve(spec["Value"]))
     return Stack(functions, queue_urls, tables, outputs)
+
+
+def _event_source_mappings(clients: Any, resources: dict[str, Any], resolver: Resolver) -> dict[str, str]:
+    """An event source mapping in the emulator for each SQS event, as SAM creates them (logical
+    id: function id + event name; !Ref gives its UUID), so pausing works through the same Lambda
+    API as on AWS. They point at a placeholder queue: the emulator would otherwise try to run the
+    function in Docker on every send, and the local stack runs the functions itself."""
+    mappings: dict[str, str] = {}
+    role = ""
+    for logical_id, spec in resources.items():
+        if spec["Type"] != "AWS::Serverless::Function":
+            continue
+        events = {n: e for n, e in spec["Properties"].get("Events", {}).items() if e["Type"] == "SQS"}
+        if not events:
+            continue
+        if not role:
+            created = clients.iam.create_role(
+                RoleName="tarefa-local-functions", AssumeRolePolicyDocument="{}"
+            )
+            role = created["Role"]["Arn"]
+        name = str(resolver.resolve(spec["Properties"].get("FunctionName", logical_id)))
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("app.py", "# the local stack runs the real handler itself\n")
+        clients.lambda_.create_function(
+            FunctionName=name,
+            Runtime="python3.13",
+            Role=role,
+            Handler="app.h",
+            Code={"ZipFile": code.getvalue()},
+        )
+        placeholder = clients.sqs.create_queue(QueueName=f"{name}-local-mappings")["QueueUrl"]
+        placeholder_arn = clients.sqs.get_queue_attributes(QueueUrl=placeholder, AttributeNames=["QueueArn"])
+        for event_name in events:
+            mapping = clients.lambda_.create_event_source_mapping(
+                EventSourceArn=placeholder_arn["Attributes"]["QueueArn"], FunctionName=name, Enabled=True
+            )
+            mappings[logical_id + event_name] = mapping["UUID"]
+            resolver.refs[logical_id + event_name] = mapping["UUID"]
+    return mappings
+
+
+def check_parameters(template: dict[str, Any], parameters: dict[str, str]) -> None:
+    """What CloudFormation checks before it deploys: known names, allowed values and patterns."""
+    declared: dict[str, Any] = template.get("Parameters", {})
+    for name, value in parameters.items():
+        spec = declared.get(name)
+        if spec is None:
+            raise ValueError(f"unknown template parameter {name!r}; known: {', '.join(sorted(declared))}")
+        allowed = [str(v) for v in spec.get("AllowedValues", [])]
+        if allowed and value not in allowed:
+            raise ValueError(f"parameter {name}={value!r} is not one of {allowed}")
+        pattern = spec.get("AllowedPattern")
+        if pattern and not re.fullmatch(pattern, value):
+            raise ValueError(f"parameter {name}={value!r}: {spec.get('ConstraintDescription', pattern)}")
 
 
 def _function(
@@ -142,6 +203,7 @@ def _function(
     template: dict[str, Any],
     resolver: Resolver,
     queue_urls: dict[str, str],
+    mappings: dict[str, str],
 ) -> Function:
     defaults = template.get("Globals", {}).get("Function", {})
     props = spec["Properties"]
@@ -169,6 +231,7 @@ def _function(
                     batch_size=int(ev.get("BatchSize", 10)),
                     batching_window_seconds=int(ev.get("MaximumBatchingWindowInSeconds", 0)),
                     maximum_concurrency=int(ev.get("ScalingConfig", {}).get("MaximumConcurrency", 2)),
+                    mapping_id=mappings[logical_id + name],
                 )
             )
         elif kind in ("Schedule", "ScheduleV2"):

@@ -20,10 +20,11 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tarefa import wiring
 from tarefa.job import Job
-from tarefa.local.app import LocalApp
+from tarefa.local.app import LocalApp, redis_overrides
 from tarefa.local.auth import LocalAuthority, TokenError
 from tarefa.local.provision import Function, ScheduleSource, SqsSource
 from tarefa.local.runtime import Handler, invoke, match_route, process_batch, receive
@@ -81,7 +82,11 @@ class LocalStack:
         schedule_speedup: float = 1.0,
         verbose: bool = False,
         log: Log = print,
+        parameters: dict[str, str] | None = None,
+        redis_url: str = "",
     ) -> None:
+        """`parameters` override the template's (like `sam deploy --parameter-overrides`);
+        with `redis_url` the cache, rate limits and sessions live there instead of DynamoDB."""
         self.host = host
         self.api_port = api_port
         self.aws_port = aws_port
@@ -89,6 +94,8 @@ class LocalStack:
         self.test_jobs = test_jobs
         self.schedule_speedup = schedule_speedup
         self.verbose = verbose
+        self.parameters = dict(parameters or {})
+        self.redis_url = redis_url
         self._log = log
         self._log_lock = threading.Lock()
         self.stopping = threading.Event()
@@ -120,8 +127,13 @@ class LocalStack:
         parameters = {
             "EnableTestJobs": "1" if self.test_jobs else "0",
             "LogLevel": "INFO" if self.verbose else "WARNING",
+            **self.parameters,
         }
-        self.app = LocalApp(clients["sqs"], clients["dynamodb"], parameters)
+        environment: dict[str, str] = {}
+        if self.redis_url:
+            redis_parameters, environment = redis_overrides(self.redis_url)
+            parameters.update(redis_parameters)
+        self.app = LocalApp(clients["sqs"], clients["dynamodb"], parameters, environment)
         container = wiring.container()
         # Before any service is built (they all take the store from the container): log every write.
         container.__dict__["store"] = TransitionLog(container.store, self.log)
@@ -180,10 +192,17 @@ class LocalStack:
             f"Tarefa local stack is up.\n"
             f"  API          {self.api_url}\n"
             f"  AWS endpoint {self.aws_url}  (region us-east-1, any credentials)\n"
+            f"  Cache        {self._cache_description()}\n"
             f"Queues:\n{queues}\n"
             f"Written to {self.state_dir / 'local.json'}. Mint a token: tarefa token --user alice\n"
             f"Ctrl-C stops it."
         )
+
+    def _cache_description(self) -> str:
+        if self.redis_url:
+            url = urlsplit(self.redis_url)
+            return f"redis at {url.scheme}://{url.hostname}:{url.port or 6379}{url.path}"  # no password
+        return f"dynamodb table {self.app.stack.tables.get('CacheTable', '(none)')} (set REDIS_URL for Redis)"
 
     def stop(self) -> None:
         self.stopping.set()
@@ -242,7 +261,14 @@ class LocalStack:
             if not slots.acquire(timeout=0.5):
                 continue
             try:
+                if not self.app.consuming(source):  # paused
+                    slots.release()
+                    self.stopping.wait(0.5)
+                    continue
                 messages = receive(self.app.sqs, source, wait_seconds=1)
+                if messages and not self.app.consuming(source):  # paused during the long poll
+                    self._give_back(source, messages)
+                    messages = []
             except Exception as exc:
                 slots.release()
                 if not self.stopping.is_set():
@@ -254,6 +280,14 @@ class LocalStack:
                 continue
             pool.submit(run, messages)
         pool.shutdown(wait=True, cancel_futures=True)
+
+    def _give_back(self, source: SqsSource, messages: list[dict[str, Any]]) -> None:
+        """Return a batch received just as its queue was paused, untouched."""
+        entries: Any = [
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+            for i, m in enumerate(messages)
+        ]
+        self.app.sqs.change_message_visibility_batch(QueueUrl=source.queue_url, Entries=entries)
 
     # -- schedules -------------------------------------------------------------------------
     def _schedule(self) -> None:

@@ -22,7 +22,7 @@ class _Loader(yaml.SafeLoader):
 
 
 def _construct(tag: str) -> Any:
-    name = "Ref" if tag == "Ref" else f"Fn::{tag}"
+    name = tag if tag in ("Ref", "Condition") else f"Fn::{tag}"
 
     def build(loader: _Loader, node: yaml.Node) -> dict[str, Any]:
         if isinstance(node, yaml.ScalarNode):
@@ -51,6 +51,7 @@ for _tag in (
     "And",
     "Or",
     "Split",
+    "Condition",
 ):
     _Loader.add_constructor(f"!{_tag}", _construct(_tag))
 
@@ -63,7 +64,8 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
 
 @dataclass
 class Resolver:
-    """Resolves Ref, GetAtt, Sub, If, FindInMap, Equals and Join against local values."""
+    """Resolves Ref, GetAtt, Sub, If, FindInMap, Equals, Join, Not, And, Or and Condition
+    against local values."""
 
     template: dict[str, Any]
     parameters: dict[str, str] = field(default_factory=dict)
@@ -96,7 +98,7 @@ class Resolver:
             return self._ref(arg)
         if key == "Fn::GetAtt":
             logical, attribute = arg
-            return self.attributes[(logical, attribute)]
+            return self._attribute(logical, attribute)
         if key == "Fn::Sub":
             return self._sub(arg)
         if key == "Fn::If":
@@ -113,7 +115,26 @@ class Resolver:
             return separator.join(str(v) for v in self.resolve(items))
         if key == "Condition":
             return self.condition(arg)
+        if key == "Fn::Not":
+            return not self.resolve(arg[0])
+        if key == "Fn::And":
+            return all(self.resolve(a) for a in arg)
+        if key == "Fn::Or":
+            return any(self.resolve(a) for a in arg)
         return {key: self.resolve(arg)}
+
+    def exists(self, spec: dict[str, Any]) -> bool:
+        """Whether a resource (or output) is created: its Condition, if any, holds."""
+        return "Condition" not in spec or self.condition(spec["Condition"])
+
+    def _attribute(self, logical: str, attribute: str) -> str:
+        """An emulated resource's attribute; a placeholder for one the local stack does not run
+        (e.g. the ElastiCache endpoint, which REDIS_URL replaces)."""
+        if (logical, attribute) in self.attributes:
+            return self.attributes[(logical, attribute)]
+        if logical in self.template.get("Resources", {}):
+            return f"local-{logical}-{attribute}"
+        raise KeyError(f"no resource {logical} in the template")
 
     def _ref(self, name: str) -> str:
         if name in self.pseudo:
@@ -131,7 +152,7 @@ class Resolver:
                 return str(extra[name])
             if "." in name:
                 logical, attribute = name.split(".", 1)
-                return self.attributes[(logical, attribute)]
+                return self._attribute(logical, attribute)
             return str(self._ref(name))
 
         return re.sub(r"\$\{([^}!]+)\}", replace, text)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from tarefa.job import Priority
+from tarefa.ports import DeadLetter, QueueDepth
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
 
 ERROR_ATTRIBUTE = "tarefa-error"
+JOB_ID_ATTRIBUTE = "tarefa-job-id"
 
 
 class SqsJobQueue:
@@ -31,12 +34,39 @@ class SqsJobQueue:
             QueueUrl=self.queue_urls[priority], ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
         )
 
-    def send_to_dead_letter(self, priority: Priority, body: str, reason: str) -> None:
+    def send_to_dead_letter(self, priority: Priority, body: str, reason: str, job_id: str) -> None:
         self.client.send_message(
             QueueUrl=self.dlq_urls[priority],
             MessageBody=body,
-            MessageAttributes={ERROR_ATTRIBUTE: {"DataType": "String", "StringValue": reason[:1000]}},
+            MessageAttributes={
+                ERROR_ATTRIBUTE: {"DataType": "String", "StringValue": reason[:1000]},
+                JOB_ID_ATTRIBUTE: {"DataType": "String", "StringValue": job_id},
+            },
         )
+
+    # -- dead-letter queues ----------------------------------------------------------------
+    def receive_dead_letters(
+        self, priority: Priority, max_messages: int, hide_seconds: int
+    ) -> list[DeadLetter]:
+        messages = self.client.receive_message(
+            QueueUrl=self.dlq_urls[priority],
+            MaxNumberOfMessages=max(1, min(10, max_messages)),
+            VisibilityTimeout=hide_seconds,
+            AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            MessageAttributeNames=[ERROR_ATTRIBUTE, JOB_ID_ATTRIBUTE],
+        ).get("Messages", [])
+        return [_dead_letter(m) for m in messages]
+
+    def release_dead_letters(self, priority: Priority, receipt_handles: list[str]) -> None:
+        for start in range(0, len(receipt_handles), 10):
+            entries: Any = [
+                {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                for i, handle in enumerate(receipt_handles[start : start + 10])
+            ]
+            self.client.change_message_visibility_batch(QueueUrl=self.dlq_urls[priority], Entries=entries)
+
+    def delete_dead_letter(self, priority: Priority, receipt_handle: str) -> None:
+        self.client.delete_message(QueueUrl=self.dlq_urls[priority], ReceiptHandle=receipt_handle)
 
     def priority_of_queue(self, queue_arn: str) -> Priority:
         name = queue_arn.rsplit(":", 1)[-1]
@@ -45,6 +75,39 @@ class SqsJobQueue:
                 return priority
         raise LookupError(f"{queue_arn} is not one of Tarefa's job queues")
 
+    def depth(self, priority: Priority) -> QueueDepth:
+        names: Any = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
+        main = self.client.get_queue_attributes(QueueUrl=self.queue_urls[priority], AttributeNames=names)
+        dead = self.client.get_queue_attributes(QueueUrl=self.dlq_urls[priority], AttributeNames=names[:2])
+        counts = {k: int(v) for k, v in main["Attributes"].items()}
+        return QueueDepth(
+            waiting=counts.get(names[0], 0),
+            in_flight=counts.get(names[1], 0),
+            delayed=counts.get(names[2], 0),
+            dead_letter=sum(int(v) for v in dead["Attributes"].values()),
+        )
+
+    def name(self, priority: Priority) -> str:
+        return self.queue_urls[priority].rstrip("/").rsplit("/", 1)[-1]
+
     def ping(self) -> None:
         for url in self.queue_urls.values():
             self.client.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+
+
+def _dead_letter(message: Any) -> DeadLetter:
+    attributes = message.get("MessageAttributes", {})
+    system = message.get("Attributes", {})
+    return DeadLetter(
+        message_id=message["MessageId"],
+        receipt_handle=message["ReceiptHandle"],
+        body=message["Body"],
+        receive_count=int(system.get("ApproximateReceiveCount", 1)),
+        sent_at=datetime.fromtimestamp(int(system.get("SentTimestamp", 0)) / 1000, UTC),
+        job_id=attributes.get(JOB_ID_ATTRIBUTE, {}).get("StringValue"),
+        error=attributes.get(ERROR_ATTRIBUTE, {}).get("StringValue"),
+    )

@@ -1,0 +1,198 @@
+"""The OpenAPI document, built from the pydantic models the API handler validates with, and the
+interactive docs page. Imported only by GET /openapi.json and GET /docs (no cold-start cost).
+
+The infrastructure tests check that the routes listed here are exactly template.yaml's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic.json_schema import models_json_schema
+
+from tarefa.deadletters import (
+    DeadLetterEntry,
+    DeadLetterQuery,
+    DeadLetterReport,
+    PurgeRequest,
+    RedriveRequest,
+)
+from tarefa.job import Job
+from tarefa.jobs import CancelRequest, EnqueueRequest, ListRequest
+from tarefa.maintenance import CleanupRequest, RecoverRequest
+from tarefa.queues import QueueView
+
+INTERNAL_JOB_FIELDS = ("runAt", "held", "version", "retryDelaySeconds")
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class JobPage(BaseModel):
+    items: list[Job]
+    next_cursor: str | None = Field(alias="nextCursor")
+
+
+class QueueList(BaseModel):
+    queues: list[QueueView]
+
+
+class DeadLetterList(BaseModel):
+    items: list[DeadLetterEntry]
+
+
+@dataclass(frozen=True)
+class RouteDoc:
+    method: str
+    path: str
+    summary: str
+    status: int = 200
+    response: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    admin: bool = False
+    errors: tuple[int, ...] = field(default=(400, 401, 404, 422))
+
+
+def routes() -> list[RouteDoc]:
+    return [
+        RouteDoc("GET", "/health", "Health of DynamoDB, SQS and the cache (no token)", errors=(503,)),
+        RouteDoc("POST", "/jobs", "Enqueue a job", 202, Job, EnqueueRequest, errors=(400, 401, 413, 422, 429, 503)),
+        RouteDoc("GET", "/jobs", "Your jobs (every job for admins), newest first", 200, JobPage, query=ListRequest),
+        RouteDoc("GET", "/jobs/{jobId}", "One job (X-Cache: HIT when a finished job came from the cache)", 200, Job),
+        RouteDoc("POST", "/jobs/{jobId}/cancel", "Cancel a PENDING, RETRYING or FAILED job", 200, Job, CancelRequest, errors=(401, 404, 409, 422)),
+        RouteDoc("POST", "/jobs/{jobId}/retry", "Run a FAILED job again", 202, Job, errors=(401, 404, 409)),
+        RouteDoc("POST", "/maintenance/cleanup", "Delete finished jobs past retention", body=CleanupRequest, admin=True),
+        RouteDoc("POST", "/maintenance/recover", "Recover jobs stuck in PROCESSING", body=RecoverRequest, admin=True),
+        RouteDoc("GET", "/queues", "Queue depths and states", 200, QueueList, admin=True),
+        RouteDoc("POST", "/queues/{priority}/pause", "Stop consuming a queue", 200, QueueView, admin=True),
+        RouteDoc("POST", "/queues/{priority}/resume", "Consume a queue again", 200, QueueView, admin=True),
+        RouteDoc("GET", "/queues/{priority}/dead-letters", "What is in a dead-letter queue", 200, DeadLetterList, query=DeadLetterQuery, admin=True),
+        RouteDoc("POST", "/queues/{priority}/dead-letters/redrive", "Move chosen dead letters back", 200, DeadLetterReport, RedriveRequest, admin=True),
+        RouteDoc("POST", "/queues/{priority}/dead-letters/purge", "Delete chosen dead letters; their jobs end FAILED", 200, DeadLetterReport, PurgeRequest, admin=True),
+        RouteDoc("GET", "/openapi.json", "This document"),
+        RouteDoc("GET", "/docs", "Interactive documentation (an HTML page; no token)", errors=()),
+        RouteDoc("GET", "/dashboard", "The operators' web dashboard (an HTML page; no token)", errors=()),
+    ]  # fmt: skip
+
+
+def document(server_url: str = "/") -> dict[str, Any]:
+    documented = routes()
+    responses_models = {r.response for r in documented if r.response is not None} | {ErrorResponse}
+    body_models = {r.body for r in documented if r.body is not None}
+    _, schema = models_json_schema(
+        [(m, "serialization") for m in sorted(responses_models, key=lambda m: m.__name__)]
+        + [(m, "validation") for m in sorted(body_models, key=lambda m: m.__name__)],
+        by_alias=True,
+        ref_template="#/components/schemas/{model}",
+    )  # fmt: skip
+    components: dict[str, Any] = schema.get("$defs", {})
+    for prop in INTERNAL_JOB_FIELDS:  # what Job.public() leaves out
+        components["Job"]["properties"].pop(prop, None)
+
+    def ref(model: type[BaseModel]) -> dict[str, Any]:
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+    paths: dict[str, Any] = {}
+    for route in documented:
+        operation: dict[str, Any] = {"summary": route.summary, "tags": ["admin" if route.admin else "jobs"]}
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in _path_params(route.path)
+        ]
+        if route.query is not None:
+            query_schema = route.query.model_json_schema(
+                by_alias=True, ref_template="#/components/schemas/{model}"
+            )
+            components.update(query_schema.get("$defs", {}))
+            for name, prop in query_schema.get("properties", {}).items():
+                parameters.append({"name": name, "in": "query", "required": False, "schema": prop})
+        if parameters:
+            operation["parameters"] = parameters
+        if route.body is not None:
+            required = route.body not in (CancelRequest, CleanupRequest, RecoverRequest)
+            operation["requestBody"] = {"required": required, "content": {"application/json": {"schema": ref(route.body)}}}  # fmt: skip
+        ok: dict[str, Any] = {"description": "OK"}
+        if route.response is not None:
+            ok["content"] = {"application/json": {"schema": ref(route.response)}}
+        responses: dict[str, Any] = {str(route.status): ok}
+        for status in sorted({*route.errors, *((401, 403) if route.admin else ())}):
+            responses[str(status)] = {"description": _reason(status), "content": {"application/json": {"schema": ref(ErrorResponse)}}}  # fmt: skip
+        operation["responses"] = responses
+        if route.path not in ("/health", "/docs", "/dashboard"):
+            operation["security"] = [{"bearer": []}]
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Tarefa", "version": "1", "description": "Serverless job queue: jobs, queues, dead letters."},
+        "servers": [{"url": server_url}],
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+    }  # fmt: skip
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
+
+
+def _reason(status: int) -> str:
+    return {
+        400: "Bad request", 401: "No valid token", 403: "Admins only", 404: "Not found", 409: "Wrong state",
+        413: "Too large", 422: "Invalid fields", 429: "Rate limited", 503: "Unavailable",
+    }.get(status, "Error")  # fmt: skip
+
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Tarefa API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
+header{background:#1d2330;color:#fff;padding:12px 20px;display:flex;gap:12px;align-items:center}
+header input{flex:1;max-width:520px;padding:6px}main{padding:16px 20px;max-width:1100px}
+details{background:#fff;border:1px solid #d8dce3;border-radius:6px;margin:8px 0;padding:8px 12px}
+summary{cursor:pointer;font-weight:600}.m{display:inline-block;width:52px;font-family:monospace}
+.GET{color:#1769aa}.POST{color:#2e7d32}textarea{width:100%;min-height:90px;font-family:monospace}
+pre{background:#1d2330;color:#e6e6e6;padding:8px;overflow:auto;max-height:320px}label{display:block;margin:4px 0}
+</style></head><body>
+<header><strong>Tarefa API</strong><input id="token" type="password" placeholder="Bearer token (kept for this tab only)">
+<button id="save">Use token</button></header>
+<main id="ops"><p>Paste a token to load the API description.</p></main>
+<script>
+const ops = document.getElementById('ops'), tokenBox = document.getElementById('token');
+tokenBox.value = sessionStorage.getItem('tarefa-token') || '';
+document.getElementById('save').onclick = () => { sessionStorage.setItem('tarefa-token', tokenBox.value.trim()); load(); };
+function headers() { const t = sessionStorage.getItem('tarefa-token'); return t ? {'Authorization': 'Bearer ' + t, 'Content-Type': 'application/json'} : {'Content-Type': 'application/json'}; }
+function el(tag, attrs, ...kids) { const e = document.createElement(tag); Object.assign(e, attrs || {}); kids.forEach(k => e.append(k)); return e; }
+async function load() {
+  const r = await fetch('openapi.json', {headers: headers()});
+  if (!r.ok) { ops.textContent = 'Could not load the description: HTTP ' + r.status + ' (check the token).'; return; }
+  const spec = await r.json(); ops.textContent = '';
+  for (const [path, methods] of Object.entries(spec.paths)) for (const [method, op] of Object.entries(methods)) ops.append(operation(path, method.toUpperCase(), op));
+}
+function operation(path, method, op) {
+  const box = el('details'), inputs = {}, out = el('pre');
+  box.append(el('summary', {}, el('span', {className: 'm ' + method, textContent: method}), path + ' \u2014 ' + op.summary));
+  for (const p of op.parameters || []) { const i = el('input', {placeholder: p.in}); inputs[p.name] = [p, i]; box.append(el('label', {}, p.name + ' ', i)); }
+  const body = op.requestBody ? el('textarea', {value: '{}'}) : null; if (body) box.append(el('label', {}, 'JSON body', body));
+  const send = el('button', {textContent: 'Send'}); box.append(send, out);
+  send.onclick = async () => {
+    let url = path; const q = new URLSearchParams();
+    for (const [name, [p, i]] of Object.entries(inputs)) { if (p.in === 'path') url = url.replace('{' + name + '}', encodeURIComponent(i.value)); else if (i.value) q.set(name, i.value); }
+    const base = location.pathname.replace(/docs$/, '');
+    const r = await fetch(base + url.slice(1) + (q.toString() ? '?' + q : ''), {method, headers: headers(), body: body ? body.value : undefined});
+    out.textContent = r.status + ' ' + r.statusText + '\\n' + await r.text();
+  };
+  return box;
+}
+if (tokenBox.value) load();
+</script></body></html>
+"""

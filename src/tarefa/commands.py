@@ -1,0 +1,337 @@
+"""The operator commands of `tarefa`: jobs, queues and dead letters, over the HTTP API.
+
+Human-readable by default, `--json` for scripts. Exit codes are part of the contract (README):
+0 done, 1 unexpected error, 2 bad usage, 3 not found, 4 conflict (wrong state), 5 rate limited,
+6 unauthorized or forbidden, 7 invalid request, 8 API unavailable, and for `enqueue --wait`:
+10 the job FAILED, 11 it was CANCELLED, 12 it was still running at the timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from tarefa import client as api
+
+EXIT_ERROR, EXIT_USAGE = 1, 2
+EXIT_JOB_FAILED, EXIT_JOB_CANCELLED, EXIT_WAIT_TIMEOUT = 10, 11, 12
+EXIT_OF: dict[type[api.TarefaClientError], int] = {
+    api.NotFoundError: 3,
+    api.ConflictError: 4,
+    api.RateLimitedError: 5,
+    api.UnauthorizedError: 6,
+    api.ForbiddenError: 6,
+    api.InvalidRequestError: 7,
+    api.UnavailableError: 8,
+}
+COMMANDS = ("enqueue", "status", "list", "cancel", "retry", "queues", "pause", "resume", "dlq", "watch")
+
+
+def add_commands(commands: Any) -> None:
+    """Register the operator commands on the `tarefa` parser's subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--api-url", help="the API (default $TAREFA_API_URL, else the local stack)")
+    common.add_argument("--token", help="bearer token (default $TAREFA_TOKEN; the local stack mints one)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+
+    enqueue = commands.add_parser("enqueue", parents=[common], help="enqueue a job")
+    enqueue.add_argument("type", help="job type, e.g. system.echo")
+    enqueue.add_argument("--payload", default="null", help="the payload as JSON (default null)")
+    enqueue.add_argument("--priority", choices=["HIGH", "MEDIUM", "LOW"], type=str.upper)
+    enqueue.add_argument("--max-attempts", type=int)
+    enqueue.add_argument("--delay", type=int, dest="delay_seconds", help="seconds before it may run")
+    enqueue.add_argument("--idempotency-key")
+    enqueue.add_argument("--order-id")
+    enqueue.add_argument("--wait", action="store_true", help="wait until it finishes; exit code says how")
+    enqueue.add_argument("--timeout", type=float, default=300, help="for --wait, in seconds (default 300)")
+
+    status = commands.add_parser("status", parents=[common], help="show one job")
+    status.add_argument("job_id")
+
+    listing = commands.add_parser(
+        "list", parents=[common], help="your jobs (all jobs for admins), newest first"
+    )
+    listing.add_argument("--status", type=str.upper)
+    listing.add_argument("--type", dest="job_type")
+    listing.add_argument("--order-id")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--cursor")
+
+    cancel = commands.add_parser("cancel", parents=[common], help="cancel a PENDING, RETRYING or FAILED job")
+    cancel.add_argument("job_id")
+    cancel.add_argument("--reason")
+
+    retry = commands.add_parser("retry", parents=[common], help="run a FAILED job again")
+    retry.add_argument("job_id")
+
+    commands.add_parser("queues", parents=[common], help="queue depths and states (admin)")
+    for name in ("pause", "resume"):
+        command = commands.add_parser(name, parents=[common], help=f"{name} consumption of a queue (admin)")
+        command.add_argument("priority", type=str.upper, choices=["HIGH", "MEDIUM", "LOW"])
+
+    dlq = commands.add_parser("dlq", help="dead-letter queues (admin)")
+    actions = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = actions.add_parser("list", parents=[common], help="what is in a DLQ")
+    dlq_list.add_argument("priority", type=str.upper, choices=["HIGH", "MEDIUM", "LOW"])
+    dlq_list.add_argument("--limit", type=int, default=20)
+    for name, verb in (("redrive", "move back to the queue"), ("purge", "delete (their jobs end FAILED)")):
+        action = actions.add_parser(name, parents=[common], help=f"{verb}: chosen jobs or --all")
+        action.add_argument("priority", type=str.upper, choices=["HIGH", "MEDIUM", "LOW"])
+        action.add_argument("--job-id", action="append", dest="job_ids", default=[], help="repeatable")
+        if name == "redrive":
+            action.add_argument("--all", action="store_true", help="every message in the DLQ")
+
+    watch = commands.add_parser("watch", parents=[common], help="live view of queues and recent jobs")
+    watch.add_argument("--interval", type=float, default=2.0)
+    watch.add_argument(
+        "--count", type=int, default=0, help="refreshes before exiting (default: until Ctrl-C)"
+    )
+
+
+def run(args: argparse.Namespace, state_dir: Path, out: Any = None, err: Any = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        client = api.TarefaClient(
+            args.api_url or api.default_api_url(str(state_dir)), _token(args, state_dir)
+        )
+        handler: Callable[[api.TarefaClient, argparse.Namespace, Any, Any], int] = HANDLERS[args.command]
+        return handler(client, args, out, err)
+    except api.TarefaClientError as exc:
+        if args.json:
+            print(
+                json.dumps({"error": {"status": exc.status, "code": exc.code, "message": exc.message}}),
+                file=out,
+            )
+        print(f"tarefa {args.command}: {exc}", file=err)
+        if isinstance(exc, api.RateLimitedError):
+            print(f"  retry in {exc.retry_after} s", file=err)
+        return next((code for kind, code in EXIT_OF.items() if isinstance(exc, kind)), EXIT_ERROR)
+    except ValueError as exc:
+        print(f"tarefa {args.command}: {exc}", file=err)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _token(args: argparse.Namespace, state_dir: Path) -> str | None:
+    """--token, $TAREFA_TOKEN, or, against the local stack, a fresh admin token of its key."""
+    if args.token or os.environ.get("TAREFA_TOKEN"):
+        return str(args.token or os.environ["TAREFA_TOKEN"])
+    if args.api_url is None and not os.environ.get("TAREFA_API_URL") and (state_dir / "local.json").exists():
+        from tarefa.local.auth import LocalAuthority
+
+        return LocalAuthority(state_dir).mint("cli", admin=True, ttl_seconds=3600)
+    return None
+
+
+# -- handlers ------------------------------------------------------------------------------------
+def _enqueue(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: Any) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except ValueError as exc:
+        raise ValueError(f"--payload is not JSON: {exc}") from None
+    job = client.enqueue(
+        args.type,
+        payload,
+        priority=args.priority,
+        max_attempts=args.max_attempts,
+        delay_seconds=args.delay_seconds,
+        idempotency_key=args.idempotency_key,
+        order_id=args.order_id,
+    )
+    if not args.wait:
+        _show(out, args, job, f"Enqueued {job.job_id} ({job.status}, {job.priority})")
+        return 0
+    if not args.json:
+        print(f"Enqueued {job.job_id}; waiting...", file=err)
+    try:
+        job = client.wait(job.job_id, timeout=args.timeout)
+    except api.WaitTimeoutError as exc:
+        _show(out, args, exc.job, f"{exc.job.job_id} is still {exc.job.status} after {args.timeout:g} s")
+        return EXIT_WAIT_TIMEOUT
+    _show(out, args, job, _describe(job))
+    return {"COMPLETED": 0, "FAILED": EXIT_JOB_FAILED, "CANCELLED": EXIT_JOB_CANCELLED}[job.status]
+
+
+def _status(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: Any) -> int:
+    job = client.get(args.job_id)
+    _show(out, args, job, _describe(job))
+    return 0
+
+
+def _list(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: Any) -> int:
+    page = client.list(args.status, args.job_type, args.order_id, args.limit, args.cursor)
+    if args.json:
+        print(page.model_dump_json(by_alias=True), file=out)
+        return 0
+    print(_jobs_table(page.items), file=out)
+    if page.next_cursor:
+        print(f"more: --cursor {page.next_cursor}", file=out)
+    return 0
+
+
+def _cancel(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: Any) -> int:
+    job = client.cancel(args.job_id, args.reason)
+    _show(out, args, job, f"{job.job_id} CANCELLED")
+    return 0
+
+
+def _retry(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: Any) -> int:
+    job = client.retry(args.job_id)
+    _show(out, args, job, f"{job.job_id} back to {job.status}")
+    return 0
+
+
+def _queues(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: Any) -> int:
+    queues = client.queues()
+    if args.json:
+        print(json.dumps([q.model_dump(mode="json", by_alias=True) for q in queues]), file=out)
+    else:
+        print(_queues_table(queues), file=out)
+    return 0
+
+
+def _pause_or_resume(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: Any) -> int:
+    queue = client.pause(args.priority) if args.command == "pause" else client.resume(args.priority)
+    _show(out, args, queue, f"{queue.priority} ({queue.name}) is {queue.state}")
+    return 0
+
+
+def _dlq(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: Any) -> int:
+    if args.dlq_command == "list":
+        letters = client.dead_letters(args.priority, args.limit)
+        if args.json:
+            print(json.dumps([d.model_dump(mode="json", by_alias=True) for d in letters]), file=out)
+        else:
+            rows = [
+                [
+                    d.job_id,
+                    d.type or "?",
+                    str(d.receive_count),
+                    f"{d.failed_at:%Y-%m-%d %H:%M:%S}",
+                    (d.last_error or "")[:60],
+                ]
+                for d in letters
+            ]
+            print(_table(["JOB ID", "TYPE", "RECEIVES", "FAILED AT (UTC)", "LAST ERROR"], rows), file=out)
+        return 0
+    every = getattr(args, "all", False)
+    if bool(args.job_ids) == every:
+        raise ValueError("give --job-id (repeatable) or --all")
+    total: dict[str, list[Any]] = {"jobIds": [], "notFound": [], "skipped": []}
+    while True:
+        if args.dlq_command == "redrive":
+            report = client.redrive(args.priority, None if every else args.job_ids, all=every)
+        else:
+            report = client.purge(args.priority, args.job_ids)
+        total["jobIds"] += report.job_ids
+        total["skipped"] += report.skipped
+        total["notFound"] = report.not_found
+        if not args.json:
+            _progress(err, len(total["jobIds"]), None if every else len(args.job_ids), report.complete)
+        if report.complete:
+            break
+    verb = "moved back" if args.dlq_command == "redrive" else "purged"
+    if args.json:
+        print(json.dumps(total), file=out)
+    else:
+        print(f"{len(total['jobIds'])} {verb}", file=out)
+        for job_id in total["notFound"]:
+            print(f"not in the DLQ: {job_id}", file=out)
+        for skipped in total["skipped"]:
+            print(f"skipped {skipped['jobId']}: {skipped['reason']}", file=out)
+    return 3 if total["notFound"] else 0
+
+
+def _watch(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: Any) -> int:
+    shown = 0
+    while True:
+        queues, jobs = client.queues(), client.list(limit=10).items
+        if args.json:
+            print(json.dumps({"queues": [q.model_dump(mode="json", by_alias=True) for q in queues],
+                              "jobs": [j.model_dump(mode="json", by_alias=True) for j in jobs]}), file=out)  # fmt: skip
+        else:
+            if out.isatty():
+                out.write("\x1b[2J\x1b[H")  # clear the screen
+            print(f"Tarefa at {client.api_url}  {time.strftime('%H:%M:%S')}\n", file=out)
+            print(_queues_table(queues) + "\n\nRecent jobs\n" + _jobs_table(jobs), file=out, flush=True)
+        shown += 1
+        if args.count and shown >= args.count:
+            return 0
+        time.sleep(args.interval)
+
+
+HANDLERS: dict[str, Callable[[api.TarefaClient, argparse.Namespace, Any, Any], int]] = {
+    "enqueue": _enqueue,
+    "status": _status,
+    "list": _list,
+    "cancel": _cancel,
+    "retry": _retry,
+    "queues": _queues,
+    "pause": _pause_or_resume,
+    "resume": _pause_or_resume,
+    "dlq": _dlq,
+    "watch": _watch,
+}
+
+
+# -- output --------------------------------------------------------------------------------------
+def _show(out: Any, args: argparse.Namespace, model: BaseModel, text: str) -> None:
+    print(model.model_dump_json(by_alias=True) if args.json else text, file=out)
+
+
+def _describe(job: api.Job) -> str:
+    lines = [
+        f"{job.job_id}  {job.type}  {job.status}",
+        f"  priority {job.priority}, attempts {job.attempts}/{job.max_attempts}, updated {job.updated_at:%Y-%m-%d %H:%M:%S} UTC",
+    ]
+    if job.error:
+        lines.append(f"  error: {job.error}")
+    if job.result is not None:
+        lines.append(f"  result: {json.dumps(job.result)[:200]}")
+    return "\n".join(lines)
+
+
+def _jobs_table(jobs: Sequence[api.Job]) -> str:
+    rows = [
+        [j.job_id, j.type, j.status, j.priority, f"{j.attempts}/{j.max_attempts}", f"{j.updated_at:%H:%M:%S}"]
+        for j in jobs
+    ]
+    return _table(["JOB ID", "TYPE", "STATUS", "PRIORITY", "ATTEMPTS", "UPDATED"], rows)
+
+
+def _queues_table(queues: Sequence[api.Queue]) -> str:
+    rows = [
+        [q.priority, str(q.waiting), str(q.in_flight), str(q.delayed), str(q.dead_letter), q.state, q.name]
+        for q in queues
+    ]
+    return _table(["QUEUE", "WAITING", "IN FLIGHT", "DELAYED", "DLQ", "STATE", "NAME"], rows)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    if not rows:
+        return "(none)"
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]
+    )
+
+
+def _progress(err: Any, done: int, total: int | None, complete: bool) -> None:
+    if total:
+        filled = int(30 * done / total)
+        bar = "#" * filled + "-" * (30 - filled)
+        err.write(f"\r[{bar}] {done}/{total}")
+    else:
+        err.write(f"\r{done} moved{'' if complete else '...'}")
+    if complete:
+        err.write("\n")
+    err.flush()

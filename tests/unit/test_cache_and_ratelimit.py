@@ -1,0 +1,204 @@
+"""The cache, limiter and breaker's own rules, over the in-memory backend: no network."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import timedelta
+
+import pytest
+
+from tarefa.breaker import BackendUnavailableError, CircuitBreaker, GuardedBackend
+from tarefa.cache import DEFAULT_TTLS, Cache, TtlTable
+from tarefa.job import JobStatus
+from tarefa.jobs import Caller, EnqueueRequest, JobService
+from tarefa.jobtypes import default_registry
+from tarefa.maintenance import Maintenance
+from tarefa.ratelimit import Decision, Rate, RateLimiter
+from tarefa.settings import Settings
+
+from .fakes import Clock, EpochClock, MemoryCacheBackend, MemoryQueue, MemoryStore
+
+ALICE = Caller("alice")
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "rate"), [("600/60", Rate(600, 60)), (" 80/60 ", Rate(80, 60))])
+def test_a_rate_is_n_per_seconds(text: str, rate: Rate) -> None:
+    assert Rate.parse(text) == rate
+    assert str(rate) == text.strip()
+
+
+@pytest.mark.parametrize("text", ["600", "600/", "/60", "0/60", "10/0", "ten/60", "-1/60", "1.5/60"])
+def test_a_malformed_rate_is_refused_with_the_format(text: str) -> None:
+    with pytest.raises(ValueError, match="N/SECONDS"):
+        Rate.parse(text)
+
+
+def test_ttls_default_to_the_seeds_and_can_be_overridden() -> None:
+    assert (DEFAULT_TTLS["session"], DEFAULT_TTLS["phone"], DEFAULT_TTLS["user"]) == (1800, 300, 3600)
+    assert (DEFAULT_TTLS["event"], DEFAULT_TTLS["guest"]) == (1800, 600)
+    assert TtlTable({"phone": 60})["phone"] == 60
+    with pytest.raises(ValueError, match="unknown cache key family 'phones'"):
+        TtlTable()["phones"]
+
+
+def test_route_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the enqueue limit and a fail-closed limit for another route
+    monkeypatch.setenv("TAREFA_ENQUEUE_RATE_LIMIT", "100/60")
+    monkeypatch.setenv("TAREFA_RATE_LIMITS", json.dumps({"GET /jobs": {"rate": "5/1", "failOpen": False}}))
+    monkeypatch.setenv("TAREFA_CACHE_TTLS", '{"phone": 120}')
+    settings = Settings.from_environment()
+    limits = settings.route_limits()
+    assert limits["POST /jobs"].rate == Rate(100, 60) and limits["POST /jobs"].fail_open
+    assert limits["GET /jobs"].rate == Rate(5, 1) and not limits["GET /jobs"].fail_open
+    assert settings.cache_ttls == {"phone": 120}
+
+
+def test_the_enqueue_limit_defaults_to_600_a_minute_and_can_be_turned_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TAREFA_ENQUEUE_RATE_LIMIT", raising=False)
+    monkeypatch.delenv("TAREFA_RATE_LIMITS", raising=False)
+    assert Settings.from_environment().route_limits()["POST /jobs"].rate == Rate(600, 60)
+    monkeypatch.setenv("TAREFA_ENQUEUE_RATE_LIMIT", "off")
+    assert "POST /jobs" not in Settings.from_environment().route_limits()
+
+
+def test_a_bad_limit_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAREFA_RATE_LIMITS", json.dumps({"GET /jobs": {"rate": "fast"}}))
+    with pytest.raises(ValueError, match="N/SECONDS"):
+        Settings.from_environment()
+
+
+def test_a_refusal_says_when_to_come_back() -> None:
+    refused = Decision(allowed=False, limit=3, remaining=0, reset_after=0)
+    assert refused.headers() == {
+        "X-RateLimit-Limit": "3",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": "0",
+        "Retry-After": "1",  # never "come back in 0 seconds"
+    }
+    assert "Retry-After" not in Decision(True, 3, 2, 60).headers()
+
+
+# -- circuit breaker ---------------------------------------------------------------------------
+
+
+def guarded() -> tuple[GuardedBackend, MemoryCacheBackend, EpochClock]:
+    clock = EpochClock()
+    inner = MemoryCacheBackend(clock)
+    return GuardedBackend(inner, CircuitBreaker("memory", 3, 30, clock)), inner, clock
+
+
+def test_the_breaker_opens_after_three_failures_and_then_spares_the_backend() -> None:
+    backend, inner, _ = guarded()
+    inner.down = True
+    for _ in range(3):
+        with pytest.raises(BackendUnavailableError):
+            backend.get("k")
+    assert backend.breaker.state == "open"
+    calls = inner.calls
+    with pytest.raises(BackendUnavailableError, match="circuit is open"):
+        backend.get("k")
+    assert inner.calls == calls  # failed fast, no timeout paid
+
+
+def test_the_breaker_lets_one_trial_through_and_closes_when_it_succeeds() -> None:
+    backend, inner, clock = guarded()
+    inner.down = True
+    for _ in range(3):
+        with pytest.raises(BackendUnavailableError):
+            backend.ping()
+    inner.down = False
+    clock.advance(30)
+    assert backend.breaker.state == "half-open"
+    backend.ping()
+    assert backend.breaker.state == "closed"
+
+
+def test_a_success_resets_the_failure_count() -> None:
+    backend, inner, _ = guarded()
+    for down in (True, True, False, True, True):
+        inner.down = down
+        with contextlib.suppress(BackendUnavailableError):
+            backend.ping()
+    assert backend.breaker.state == "closed"
+
+
+# -- the cache over an outage ------------------------------------------------------------------
+
+
+def test_an_outage_is_a_miss_and_the_source_answers() -> None:
+    backend, inner, clock = guarded()
+    cache = Cache(backend, clock=clock)
+    cache.set("user", "1", "cached")
+    inner.down = True
+    assert cache.get_or_load("user", "1", lambda: "from source") == "from source"
+    assert cache.stats.errors >= 1
+
+
+def test_the_limiter_fails_open_by_default_and_closed_when_asked() -> None:
+    backend, inner, clock = guarded()
+    limiter = RateLimiter(backend, clock=clock)
+    inner.down = True
+    assert limiter.hit("POST /jobs", "user:a", Rate(1, 60)).allowed
+    closed = limiter.hit("POST /jobs", "user:a", Rate(1, 60), fail_open=False)
+    assert not closed.allowed and closed.degraded
+
+
+# -- job reads ---------------------------------------------------------------------------------
+
+
+def job_service(retention_days: int = 7) -> tuple[JobService, MemoryStore, Cache, Clock]:
+    clock = Clock()
+    store = MemoryStore()
+    cache = Cache(MemoryCacheBackend(lambda: clock().timestamp()), clock=lambda: clock().timestamp())
+    service = JobService(
+        store, MemoryQueue(), default_registry(True), clock, cache, timedelta(days=retention_days)
+    )
+    return service, store, cache, clock
+
+
+def test_a_finished_job_is_read_from_the_cache_and_a_live_one_never() -> None:
+    jobs, store, _, clock = job_service()
+    job = jobs.enqueue(ALICE, EnqueueRequest(type="system.echo")).job
+    assert [jobs.read(ALICE, job.job_id).hit for _ in range(2)] == [False, False]  # PENDING
+    store.jobs[job.job_id] = job.transition(JobStatus.CANCELLED, clock())
+    assert [jobs.read(ALICE, job.job_id).hit for _ in range(2)] == [False, True]
+    assert jobs.read(ALICE, job.job_id).value.status == JobStatus.CANCELLED
+
+
+def test_a_cached_job_is_still_only_its_owners() -> None:
+    jobs, store, _, clock = job_service()
+    job = jobs.enqueue(ALICE, EnqueueRequest(type="system.echo")).job
+    store.jobs[job.job_id] = job.transition(JobStatus.CANCELLED, clock())
+    jobs.read(ALICE, job.job_id)
+    from tarefa.errors import JobNotFoundError
+
+    with pytest.raises(JobNotFoundError):
+        jobs.read(Caller("bob"), job.job_id)
+
+
+def test_a_job_close_to_its_deletion_is_not_cached() -> None:
+    # Given a job cancelled 7 days minus 30 minutes ago, deleted at 7 days
+    jobs, store, _, clock = job_service(retention_days=7)
+    job = jobs.enqueue(ALICE, EnqueueRequest(type="system.echo")).job
+    store.jobs[job.job_id] = job.transition(JobStatus.CANCELLED, clock())
+    clock.advance(7 * 86400 - 1800)
+    # Then reads go to the table: an entry would outlive the record
+    assert [jobs.read(ALICE, job.job_id).hit for _ in range(2)] == [False, False]
+
+
+def test_an_early_cleanup_drops_the_cached_jobs_it_deleted() -> None:
+    jobs, store, cache, clock = job_service()
+    job = jobs.enqueue(ALICE, EnqueueRequest(type="system.echo")).job
+    store.jobs[job.job_id] = job.transition(JobStatus.CANCELLED, clock())
+    jobs.read(ALICE, job.job_id)
+    assert cache.get("job", job.job_id) is not None
+    clock.advance(120)
+    maintenance = Maintenance(store, MemoryQueue(), 7 * 86400, 300, 120, now=clock, cache=cache)
+    assert maintenance.cleanup(older_than_seconds=60) == 1
+    assert cache.get("job", job.job_id) is None
