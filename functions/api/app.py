@@ -270,8 +270,8 @@ def priority_of(name: str) -> Priority:
 @app.get("/queues")
 def list_queues() -> Response[str]:
     admin()
-    views = container().queues.overview()
-    return json_response(200, {"queues": [v.model_dump(mode="json", by_alias=True) for v in views]})
+    overview = container().queues.overview()
+    return json_response(200, overview.model_dump(mode="json", by_alias=True))
 
 
 @app.post("/queues/<priority>/pause")

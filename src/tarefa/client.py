@@ -55,6 +55,20 @@ class JobPage(_Camel):
     next_cursor: str | None = Field(None, alias="nextCursor")
 
 
+class Window(_Camel):
+    """What happened in the last `minutes` minutes."""
+
+    minutes: int
+    completed: int
+    failed: int
+    retried: int
+    processing_rate_per_minute: float = Field(alias="processingRatePerMinute")
+    avg_processing_ms: float | None = Field(alias="avgProcessingMs")
+    p95_processing_ms: float | None = Field(alias="p95ProcessingMs")
+    avg_queue_wait_ms: float | None = Field(alias="avgQueueWaitMs")
+    error_rate: float | None = Field(alias="errorRate")
+
+
 class Queue(_Camel):
     name: str
     priority: str
@@ -64,6 +78,14 @@ class Queue(_Camel):
     dead_letter: int = Field(alias="deadLetter")
     state: str
     paused: bool
+    jobs: dict[str, int]  # by status
+    windows: dict[str, Window]  # "1m", "5m", "60m"
+
+
+class Overview(_Camel):
+    queues: list[Queue]
+    jobs: dict[str, int]  # every queue's together
+    windows: dict[str, Window]
 
 
 class DeadLetter(_Camel):
@@ -247,7 +269,11 @@ class TarefaClient:
         return answer
 
     def queues(self) -> builtins.list[Queue]:
-        return [Queue.model_validate(q) for q in self._call("GET", "/queues")["queues"]]
+        return self.overview().queues
+
+    def overview(self) -> Overview:
+        """Every queue, and the job counts and windows of all of them together."""
+        return Overview.model_validate(self._call("GET", "/queues"))
 
     def pause(self, priority: str) -> Queue:
         return Queue.model_validate(self._call("POST", f"/queues/{_segment(priority)}/pause"))

@@ -191,11 +191,11 @@ def _retry(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: An
 
 
 def _queues(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: Any) -> int:
-    queues = client.queues()
+    overview = client.overview()
     if args.json:
-        print(json.dumps([q.model_dump(mode="json", by_alias=True) for q in queues]), file=out)
+        print(json.dumps([q.model_dump(mode="json", by_alias=True) for q in overview.queues]), file=out)
     else:
-        print(_queues_table(queues), file=out)
+        print(_overview_text(overview), file=out)
     return 0
 
 
@@ -254,15 +254,15 @@ def _dlq(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: Any)
 def _watch(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: Any) -> int:
     shown = 0
     while True:
-        queues, jobs = client.queues(), client.list(limit=10).items
+        overview, jobs = client.overview(), client.list(limit=10).items
         if args.json:
-            print(json.dumps({"queues": [q.model_dump(mode="json", by_alias=True) for q in queues],
+            print(json.dumps({"queues": [q.model_dump(mode="json", by_alias=True) for q in overview.queues],
                               "jobs": [j.model_dump(mode="json", by_alias=True) for j in jobs]}), file=out)  # fmt: skip
         else:
             if out.isatty():
                 out.write("\x1b[2J\x1b[H")  # clear the screen
             print(f"Tarefa at {client.api_url}  {time.strftime('%H:%M:%S')}\n", file=out)
-            print(_queues_table(queues) + "\n\nRecent jobs\n" + _jobs_table(jobs), file=out, flush=True)
+            print(_overview_text(overview) + "\n\nRecent jobs\n" + _jobs_table(jobs), file=out, flush=True)
         shown += 1
         if args.count and shown >= args.count:
             return 0
@@ -308,12 +308,32 @@ def _jobs_table(jobs: Sequence[api.Job]) -> str:
     return _table(["JOB ID", "TYPE", "STATUS", "PRIORITY", "ATTEMPTS", "UPDATED"], rows)
 
 
-def _queues_table(queues: Sequence[api.Queue]) -> str:
-    rows = [
-        [q.priority, str(q.waiting), str(q.in_flight), str(q.delayed), str(q.dead_letter), q.state, q.name]
-        for q in queues
-    ]
-    return _table(["QUEUE", "WAITING", "IN FLIGHT", "DELAYED", "DLQ", "STATE", "NAME"], rows)
+def _overview_text(overview: api.Overview) -> str:
+    queues = [
+        [q.priority, str(q.waiting), str(q.in_flight), str(q.delayed), str(q.dead_letter),
+         *(str(q.jobs.get(s, 0)) for s in ("PENDING", "PROCESSING", "COMPLETED", "FAILED")),
+         f"{q.windows['5m'].processing_rate_per_minute:g}", q.state, q.name]
+        for q in overview.queues
+    ]  # fmt: skip
+    windows = [
+        [name, str(w.completed), str(w.failed), str(w.retried), f"{w.processing_rate_per_minute:g}",
+         _ms(w.avg_processing_ms), _ms(w.p95_processing_ms), _ms(w.avg_queue_wait_ms),
+         "-" if w.error_rate is None else f"{w.error_rate:.1%}"]
+        for name, w in overview.windows.items()
+    ]  # fmt: skip
+    return (
+        _table(["QUEUE", "WAITING", "IN FLIGHT", "DELAYED", "DLQ", "PENDING", "PROCESSING", "COMPLETED",
+                "FAILED", "JOBS/MIN (5m)", "STATE", "NAME"], queues)
+        + "\n\nAll queues\n"
+        + _table(["WINDOW", "COMPLETED", "FAILED", "RETRIED", "JOBS/MIN", "AVG TIME", "P95 TIME", "AVG WAIT",
+                  "ERROR RATE"], windows)
+    )  # fmt: skip
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f} ms" if value < 1000 else f"{value / 1000:.2f} s"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -48,6 +48,13 @@ def test_the_client_enqueues_waits_lists_cancels_and_retries(stack: RunningStack
     assert client.retry(failed.job_id).status == "PENDING"
 
 
+def test_the_client_reads_the_queue_overview_as_an_admin(stack: RunningStack) -> None:
+    overview = TarefaClient(stack.api_url, stack.token("ops", "--admin")).overview()
+    assert [q.priority for q in overview.queues] == ["HIGH", "MEDIUM", "LOW"]
+    assert [w.minutes for w in overview.windows.values()] == [1, 5, 60]
+    assert sum(q.jobs["COMPLETED"] for q in overview.queues) == overview.jobs["COMPLETED"]
+
+
 def test_the_client_raises_what_the_caller_can_act_on(stack: RunningStack) -> None:
     client = TarefaClient(stack.api_url, stack.token("gina"))
     with pytest.raises(NotFoundError):
@@ -94,8 +101,12 @@ def test_cli_reads_jobs_and_its_errors_have_their_own_exit_codes(stack: RunningS
 def test_cli_operates_queues_and_dead_letters(stack: RunningStack) -> None:
     queues = cli(stack, "queues", "--json")
     assert queues.returncode == 0
-    assert [q["priority"] for q in json.loads(queues.stdout)] == ["HIGH", "MEDIUM", "LOW"]
-    assert "WAITING" in cli(stack, "queues").stdout
+    listed = json.loads(queues.stdout)
+    assert [q["priority"] for q in listed] == ["HIGH", "MEDIUM", "LOW"]
+    assert all(set(q["windows"]) == {"1m", "5m", "60m"} and "COMPLETED" in q["jobs"] for q in listed)
+    table = cli(stack, "queues").stdout
+    assert "WAITING" in table and "COMPLETED" in table
+    assert "All queues" in table and "P95 TIME" in table and "\n60m " in table
     paused = cli(stack, "pause", "low")
     assert paused.returncode == 0 and "paused" in paused.stdout
     resumed = cli(stack, "resume", "low")

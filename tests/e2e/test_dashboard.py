@@ -58,6 +58,11 @@ def test_an_operator_cancels_a_job_from_the_dashboard_and_sees_it_change(
     wait.until(ready.text_to_be_present_in_element((By.CSS_SELECTOR, row), "PENDING"))
     assert len(browser.find_elements(By.CSS_SELECTOR, "#queues tbody tr")) == 3
     assert browser.find_element(By.ID, "card-pending").text.isdigit()
+    assert [r.get_attribute("data-window") for r in browser.find_elements(By.CSS_SELECTOR, "#rates tbody tr")] == [
+        "1m", "5m", "60m",
+    ]  # fmt: skip
+    # And once the job is counted (the stream consumer folds it in), the Pending card shows it
+    wait.until(lambda _: int(browser.find_element(By.ID, "card-pending").text) >= 1)
     # When the operator clicks Cancel on it
     browser.find_element(By.CSS_SELECTOR, f"{row} button").click()
     # Then the row turns CANCELLED, and the API agrees

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from .conftest import RunningStack
 
@@ -54,3 +55,32 @@ def test_the_api_describes_itself(stack: RunningStack) -> None:
     with urllib.request.urlopen(stack.api_url + "/docs", timeout=10) as page:
         assert page.status == 200 and "text/html" in page.headers["Content-Type"]
         assert b"Tarefa API" in page.read()
+
+
+def test_queues_report_job_counts_and_the_last_minutes_figures(stack: RunningStack) -> None:
+    ops, alice = stack.token("ops", "--admin"), stack.token("alice")
+
+    def high() -> dict[str, Any]:
+        _, overview = stack.request("GET", "/queues", token=ops)
+        queue: dict[str, Any] = next(q for q in overview["queues"] if q["priority"] == "HIGH")
+        return queue
+
+    # Given the HIGH queue's counts before, and three HIGH jobs that complete
+    before = high()["jobs"]["COMPLETED"]
+    jobs = [
+        stack.request("POST", "/jobs", {"type": "system.echo", "priority": "HIGH"}, alice)[1]["jobId"]
+        for _ in range(3)
+    ]
+    for job_id in jobs:
+        stack.wait_for_status(job_id, alice, "COMPLETED")
+    # When an operator looks at the queues (the stream consumer folds changes in within seconds)
+    deadline = time.monotonic() + 20
+    while (found := high())["jobs"]["COMPLETED"] < before + 3 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    # Then the three are counted, and the last minute says how they ran
+    assert found["jobs"]["COMPLETED"] == before + 3
+    last_minute = found["windows"]["1m"]
+    assert last_minute["completed"] >= 3
+    assert last_minute["processingRatePerMinute"] >= 3
+    assert last_minute["p95ProcessingMs"] is not None and last_minute["avgQueueWaitMs"] is not None
+    assert set(found["windows"]) == {"1m", "5m", "60m"}

@@ -48,8 +48,11 @@ def test_sam_transform_expands_the_template() -> None:
     expanded = transform(template, {"AWS::Region": "us-east-1"}, NoManagedPolicies())
     resources = expanded["Resources"]
     mappings = [r for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
-    assert len(mappings) == 3
-    assert all(m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings)
+    from_queues = [m for m in mappings if "StartingPosition" not in m["Properties"]]
+    assert len(from_queues) == 3
+    assert all(m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in from_queues)
+    (from_stream,) = [m for m in mappings if "StartingPosition" in m["Properties"]]
+    assert from_stream["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["JobsTable", "StreamArn"]}
     assert sum(r["Type"] == "AWS::Scheduler::Schedule" for r in resources.values()) == 3
     roles = [r for r in resources.values() if r["Type"] == "AWS::IAM::Role"]
     with_cache = [
@@ -303,7 +306,7 @@ def test_the_operator_routes_are_declared() -> None:
 
 def test_only_the_api_may_pause_and_only_the_workers_own_mappings() -> None:
     variables = props("ApiFunction")["Environment"]["Variables"]
-    assert variables == {
+    assert {k: v for k, v in variables.items() if k.endswith("_EVENT_SOURCE_MAPPING")} == {
         f"{p}_EVENT_SOURCE_MAPPING": {"Ref": f"WorkerFunction{p.title()}"} for p in ("HIGH", "MEDIUM", "LOW")
     }
     by_sid = {s["Sid"]: s for s in statements("ApiFunction")}
@@ -372,3 +375,26 @@ def test_the_dashboard_is_valid_json_and_shows_every_alarm() -> None:
     alarms = next(w for w in body["widgets"] if w["type"] == "alarm")["properties"]["alarms"]
     declared = [k for k, v in RESOURCES.items() if v["Type"] == "AWS::CloudWatch::Alarm"]
     assert len(alarms) == len(declared)
+
+
+def test_job_figures_are_folded_from_the_jobs_stream_into_their_own_table() -> None:
+    """Counts and windows cost no write on a job's path: the jobs table streams its changes to
+    StatsFunction, which alone writes the stats table; the API only reads it."""
+    assert props("JobsTable")["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    (event,) = props("StatsFunction")["Events"].values()
+    assert event["Type"] == "DynamoDB"
+    assert event["Properties"]["Stream"] == {"Fn::GetAtt": ["JobsTable", "StreamArn"]}
+    assert event["Properties"]["MaximumRetryAttempts"] >= 1  # a failing batch cannot block it forever
+    stats_table = props("StatsTable")
+    assert stats_table["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+    assert [k["AttributeName"] for k in stats_table["KeySchema"]] == ["pk", "sk"]
+    writers = {
+        logical_id
+        for logical_id, spec in RESOURCES.items()
+        if spec["Type"] == "AWS::Serverless::Function"
+        for statement in statements(logical_id)
+        if statement["Resource"] == {"Fn::GetAtt": ["StatsTable", "Arn"]}
+        and any(a != "dynamodb:GetItem" and a != "dynamodb:Query" for a in statement["Action"])
+    }
+    assert writers == {"StatsFunction"}
+    assert props("ApiFunction")["Environment"]["Variables"]["STATS_TABLE"] == {"Ref": "StatsTable"}

@@ -33,14 +33,16 @@ h2{font-size:15px;margin:20px 0 4px}#error{color:#c62828;margin-left:auto}button
 <span id="updated"></span><span id="error"></span></header>
 <main>
 <div class="cards">
- <div class="card PENDING"><small>Pending (waiting + delayed)</small><b id="card-pending">-</b></div>
- <div class="card PROCESSING"><small>Processing (in flight)</small><b id="card-processing">-</b></div>
- <div class="card COMPLETED"><small>Completed (latest 100 jobs)</small><b id="card-completed">-</b></div>
- <div class="card FAILED"><small>Failed (latest 100 jobs)</small><b id="card-failed">-</b></div>
+ <div class="card PENDING"><small>Pending (incl. retrying)</small><b id="card-pending">-</b></div>
+ <div class="card PROCESSING"><small>Processing</small><b id="card-processing">-</b></div>
+ <div class="card COMPLETED"><small>Completed (kept jobs)</small><b id="card-completed">-</b></div>
+ <div class="card FAILED"><small>Failed (kept jobs)</small><b id="card-failed">-</b></div>
  <div class="card DEAD"><small>Dead-lettered (in the DLQs)</small><b id="card-dead">-</b></div>
 </div>
+<h2>Last 1, 5 and 60 minutes</h2>
+<table id="rates"><thead><tr><th>Window</th><th>Completed</th><th>Failed</th><th>Retried</th><th>Jobs/min</th><th>Avg processing</th><th>p95 processing</th><th>Avg queue wait</th><th>Error rate</th></tr></thead><tbody></tbody></table>
 <h2>Queues</h2>
-<table id="queues"><thead><tr><th>Queue</th><th>Waiting</th><th>In flight</th><th>Delayed</th><th>DLQ</th><th>State</th><th></th></tr></thead><tbody></tbody></table>
+<table id="queues"><thead><tr><th>Queue</th><th>Waiting</th><th>In flight</th><th>Delayed</th><th>DLQ</th><th>Jobs/min (5 min)</th><th>p95 (5 min)</th><th>Errors (5 min)</th><th>State</th><th></th></tr></thead><tbody></tbody></table>
 <h2>Recent jobs</h2>
 <div class="filters"><select id="filter-status"><option value="">any status</option>
 <option>PENDING</option><option>PROCESSING</option><option>RETRYING</option><option>COMPLETED</option><option>FAILED</option><option>CANCELLED</option></select>
@@ -62,6 +64,8 @@ async function api(method, path, body) {
   return data;
 }
 function cell(row, text, cls) { const td = row.insertCell(); td.textContent = text; if (cls) { td.innerHTML = ''; const s = document.createElement('span'); s.className = 's ' + cls; s.textContent = text; td.append(s); } return td; }
+function ms(v) { return v === null ? '-' : v < 1000 ? v.toFixed(1) + ' ms' : (v / 1000).toFixed(2) + ' s'; }
+function pct(v) { return v === null ? '-' : (v * 100).toFixed(1) + '%'; }
 function button(td, label, action) { const b = document.createElement('button'); b.textContent = label; b.onclick = async () => { try { await action(); } catch (e) { $('error').textContent = e.message; } refresh(); }; td.append(b); return b; }
 async function refresh() {
   $('error').textContent = '';
@@ -70,19 +74,27 @@ async function refresh() {
     if ($('filter-status').value) query.set('status', $('filter-status').value);
     if ($('filter-type').value) query.set('type', $('filter-type').value.trim());
     const [queues, jobs] = await Promise.all([api('GET', 'queues'), api('GET', 'jobs?' + query)]);
-    let pending = 0, processing = 0, dead = 0;
+    let dead = 0;
     const qBody = $('queues').tBodies[0]; qBody.innerHTML = '';
     for (const q of queues.queues) {
-      pending += q.waiting + q.delayed; processing += q.inFlight; dead += q.deadLetter;
+      dead += q.deadLetter;
       const row = qBody.insertRow(); row.dataset.priority = q.priority;
-      cell(row, q.priority); cell(row, q.waiting); cell(row, q.inFlight); cell(row, q.delayed); cell(row, q.deadLetter); cell(row, q.state);
+      const w = q.windows['5m'];
+      cell(row, q.priority); cell(row, q.waiting); cell(row, q.inFlight); cell(row, q.delayed); cell(row, q.deadLetter);
+      cell(row, w.processingRatePerMinute); cell(row, ms(w.p95ProcessingMs)); cell(row, pct(w.errorRate)); cell(row, q.state);
       const td = row.insertCell();
       button(td, q.paused ? 'Resume' : 'Pause', () => api('POST', 'queues/' + q.priority + (q.paused ? '/resume' : '/pause')));
       if (q.deadLetter > 0) button(td, 'Redrive all', () => api('POST', 'queues/' + q.priority + '/dead-letters/redrive', {all: true}));
     }
-    $('card-pending').textContent = pending; $('card-processing').textContent = processing; $('card-dead').textContent = dead;
-    $('card-completed').textContent = jobs.items.filter(j => j.status === 'COMPLETED').length;
-    $('card-failed').textContent = jobs.items.filter(j => j.status === 'FAILED').length;
+    const counts = queues.jobs;
+    $('card-pending').textContent = counts.PENDING + counts.RETRYING; $('card-processing').textContent = counts.PROCESSING;
+    $('card-completed').textContent = counts.COMPLETED; $('card-failed').textContent = counts.FAILED; $('card-dead').textContent = dead;
+    const rBody = $('rates').tBodies[0]; rBody.innerHTML = '';
+    for (const [name, w] of Object.entries(queues.windows)) {
+      const row = rBody.insertRow(); row.dataset.window = name;
+      cell(row, name); cell(row, w.completed); cell(row, w.failed); cell(row, w.retried); cell(row, w.processingRatePerMinute);
+      cell(row, ms(w.avgProcessingMs)); cell(row, ms(w.p95ProcessingMs)); cell(row, ms(w.avgQueueWaitMs)); cell(row, pct(w.errorRate));
+    }
     const jBody = $('jobs').tBodies[0]; jBody.innerHTML = '';
     for (const j of jobs.items) {
       const row = jBody.insertRow(); row.dataset.jobId = j.jobId;

@@ -89,6 +89,11 @@ class Job(CamelModel):
         return self.status in TERMINAL
 
     @property
+    def ready_since(self) -> datetime:
+        """When the job last became runnable: its queue wait starts here."""
+        return self.next_retry_at or self.run_at or self.created_at
+
+    @property
     def listing_key(self) -> str:
         """Sort key of the newest-first listings: creation time, then id to break ties."""
         return f"{self.created_at.isoformat()}#{self.job_id}"

@@ -22,7 +22,7 @@ from tarefa.deadletters import (
 from tarefa.job import Job
 from tarefa.jobs import CancelRequest, EnqueueRequest, ListRequest
 from tarefa.maintenance import CleanupRequest, RecoverRequest
-from tarefa.queues import QueueView
+from tarefa.queues import QueuesOverview, QueueView
 
 INTERNAL_JOB_FIELDS = ("runAt", "held", "version", "retryDelaySeconds")
 
@@ -40,10 +40,6 @@ class ErrorResponse(BaseModel):
 class JobPage(BaseModel):
     items: list[Job]
     next_cursor: str | None = Field(alias="nextCursor")
-
-
-class QueueList(BaseModel):
-    queues: list[QueueView]
 
 
 class DeadLetterList(BaseModel):
@@ -73,7 +69,7 @@ def routes() -> list[RouteDoc]:
         RouteDoc("POST", "/jobs/{jobId}/retry", "Run a FAILED job again", 202, Job, errors=(401, 404, 409)),
         RouteDoc("POST", "/maintenance/cleanup", "Delete finished jobs past retention", body=CleanupRequest, admin=True),
         RouteDoc("POST", "/maintenance/recover", "Recover jobs stuck in PROCESSING", body=RecoverRequest, admin=True),
-        RouteDoc("GET", "/queues", "Queue depths and states", 200, QueueList, admin=True),
+        RouteDoc("GET", "/queues", "Queue depths, states, job counts and 1/5/60-minute figures", 200, QueuesOverview, admin=True),
         RouteDoc("POST", "/queues/{priority}/pause", "Stop consuming a queue", 200, QueueView, admin=True),
         RouteDoc("POST", "/queues/{priority}/resume", "Consume a queue again", 200, QueueView, admin=True),
         RouteDoc("GET", "/queues/{priority}/dead-letters", "What is in a dead-letter queue", 200, DeadLetterList, query=DeadLetterQuery, admin=True),

@@ -6,9 +6,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tarefa.job import Job, Priority
+
+if TYPE_CHECKING:
+    from tarefa.stats import StatsSnapshot, Tally
 
 
 class Sweep(StrEnum):
@@ -172,3 +175,12 @@ class CacheBackend(Protocol):
         """Count one hit in the sliding window ending at `now` unless `limit` is reached."""
 
     def ping(self) -> None: ...
+
+
+class StatsStore(Protocol):
+    def add(self, tally: Tally, token: str) -> None:
+        """Add a batch's counts and minute figures at once; a second call with the same token
+        (a retried batch) must not count them again."""
+
+    def read(self, since: datetime) -> StatsSnapshot:
+        """The counts, and the minute buckets that begin at or after `since`."""

@@ -1,11 +1,15 @@
-"""The operator's view of the priority queues: depths, pause and resume."""
+"""The operator's view of the priority queues: depths, job counts and recent figures, pause and
+resume."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from aws_lambda_powertools import Logger
 
-from tarefa.job import CamelModel, Priority
+from tarefa.job import CamelModel, JobStatus, Priority
 from tarefa.ports import Consumption, JobQueue
+from tarefa.stats import JobStats, StatsSnapshot, WindowFigures, figures
 
 logger = Logger(child=True)
 
@@ -21,16 +25,26 @@ class QueueView(CamelModel):
     dead_letter: int
     state: str  # running, paused, pausing or resuming
     paused: bool
+    jobs: dict[JobStatus, int]  # jobs of this priority in the table, by status
+    windows: dict[str, WindowFigures]  # "1m", "5m", "60m"
+
+
+class QueuesOverview(CamelModel):
+    queues: list[QueueView]
+    jobs: dict[JobStatus, int]  # every queue's together
+    windows: dict[str, WindowFigures]
 
 
 class Queues:
-    def __init__(self, queue: JobQueue, consumption: Consumption) -> None:
+    def __init__(self, queue: JobQueue, consumption: Consumption, stats: JobStats) -> None:
         self.queue = queue
         self.consumption = consumption
+        self.stats = stats
 
-    def view(self, priority: Priority) -> QueueView:
+    def view(self, priority: Priority, snapshot: tuple[StatsSnapshot, datetime] | None = None) -> QueueView:
         depth = self.queue.depth(priority)
         state = self.consumption.state(priority)
+        mine = figures(*(snapshot or self.stats.snapshot()), priority)
         return QueueView(
             name=self.queue.name(priority),
             priority=priority,
@@ -40,10 +54,16 @@ class Queues:
             dead_letter=depth.dead_letter,
             state=state,
             paused=state in ("paused", "pausing"),
+            jobs=mine.jobs,
+            windows=mine.windows,
         )
 
-    def overview(self) -> list[QueueView]:
-        return [self.view(p) for p in PRIORITY_ORDER]
+    def overview(self) -> QueuesOverview:
+        snapshot = self.stats.snapshot()  # one read serves the three queues and the totals
+        every = figures(*snapshot, None)
+        return QueuesOverview(
+            queues=[self.view(p, snapshot) for p in PRIORITY_ORDER], jobs=every.jobs, windows=every.windows
+        )
 
     def pause(self, priority: Priority) -> QueueView:
         self.consumption.pause(priority)

@@ -21,6 +21,7 @@ class Settings(BaseModel):
 
     jobs_table: str = "tarefa-jobs"
     idempotency_table: str = "tarefa-idempotency"
+    stats_table: str = "tarefa-stats"  # job counts and per-minute figures (GET /queues)
     high_queue_url: str = ""
     medium_queue_url: str = ""
     low_queue_url: str = ""

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from tarefa.queues import Queues
     from tarefa.ratelimit import RateLimiter
     from tarefa.sessions import SessionStore
+    from tarefa.stats import JobStats
     from tarefa.worker import Worker
 
 
@@ -146,7 +147,14 @@ class Container:
             Priority.MEDIUM: s.medium_event_source_mapping,
             Priority.LOW: s.low_event_source_mapping,
         }
-        return Queues(self.queue, EventSourceConsumption(_client("lambda"), mappings))
+        return Queues(self.queue, EventSourceConsumption(_client("lambda"), mappings), self.stats)
+
+    @cached_property
+    def stats(self) -> JobStats:
+        from tarefa.adapters.dynamodb_stats import DynamoStatsStore
+        from tarefa.stats import JobStats
+
+        return JobStats(DynamoStatsStore(self.dynamodb, self.settings.stats_table), now=self.now)
 
     @cached_property
     def dead_letters(self) -> DeadLetters:

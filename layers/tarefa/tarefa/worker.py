@@ -199,8 +199,7 @@ class Worker:
 
     @staticmethod
     def _claimed(job: Job, now: datetime) -> Job:
-        waited_since = job.next_retry_at or job.run_at or job.created_at
-        metrics.add_metric("QueueWait", MetricUnit.Milliseconds, max(0.0, _ms(now - waited_since)))
+        metrics.add_metric("QueueWait", MetricUnit.Milliseconds, max(0.0, _ms(now - job.ready_since)))
         return job.transition(
             JobStatus.PROCESSING,
             now,

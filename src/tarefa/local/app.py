@@ -13,7 +13,15 @@ from typing import Any
 
 from tarefa import wiring
 from tarefa.local.provision import Function, SqsSource, Stack, provision
-from tarefa.local.runtime import Handler, deliver, http_event, invoke, load_handler, match_route
+from tarefa.local.runtime import (
+    Handler,
+    StreamPoller,
+    deliver,
+    http_event,
+    invoke,
+    load_handler,
+    match_route,
+)
 
 
 @dataclass(frozen=True)
@@ -30,12 +38,16 @@ class EmulatorClients:
 
     def __init__(self, sqs: Any, dynamodb: Any) -> None:
         import boto3
+        from botocore.config import Config
 
         self.sqs = sqs
         self.dynamodb = dynamodb
         session = boto3.session.Session(region_name=sqs.meta.region_name)
         self.lambda_ = session.client("lambda")
         self.iam = session.client("iam")
+        # botocore would send stream calls to an account-based endpoint the mock does not know.
+        no_account_endpoint = Config(account_id_endpoint_mode="disabled")
+        self.streams = session.client("dynamodbstreams", config=no_account_endpoint)
 
 
 class LocalApp:
@@ -51,6 +63,7 @@ class LocalApp:
         self.sqs = sqs
         clients = EmulatorClients(sqs, dynamodb)
         self.lambda_ = clients.lambda_
+        self.streams = clients.streams
         self.stack: Stack = provision(clients, {"EnableTestJobs": "1", **(parameters or {})})
         # The functions share the template's Globals environment; one process, one environ.
         for function in self.stack.functions.values():
@@ -61,6 +74,11 @@ class LocalApp:
             logical_id: load_handler(function) for logical_id, function in self.stack.functions.items()
         }
         self.api_function = self.stack.function_with_routes()
+        self.stream_pollers = [
+            StreamPoller(self.streams, f, source)
+            for f in self.stack.functions.values()
+            for source in f.streams
+        ]
 
     # -- HTTP ------------------------------------------------------------------------------
     def api(
@@ -120,13 +138,24 @@ class LocalApp:
         return deliver(self.sqs, function, self.handlers[function.logical_id], source, wait_seconds)
 
     def drain(self, max_rounds: int = 100) -> int:
-        """Poll every event source until a whole round finds nothing visible."""
+        """Poll every queue until a whole round finds nothing visible, then hand the stream
+        consumers what the jobs table recorded meanwhile. Returns the messages delivered."""
         delivered = 0
         for _ in range(max_rounds):
             this_round = sum(self.poll(f, s) for f, s in self.sqs_sources())
             if this_round == 0:
-                return delivered
+                break
             delivered += this_round
+        self.pump_streams()
+        return delivered
+
+    # -- DynamoDB stream event sources -----------------------------------------------------
+    def pump_streams(self) -> int:
+        """Deliver every stream's new records; how many there were."""
+        delivered = 0
+        for poller in self.stream_pollers:
+            while count := poller.deliver(self.handlers[poller.function.logical_id]):
+                delivered += count
         return delivered
 
     # -- schedules -------------------------------------------------------------------------

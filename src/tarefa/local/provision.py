@@ -25,6 +25,17 @@ class SqsSource:
 
 
 @dataclass(frozen=True)
+class StreamSource:
+    """A DynamoDB stream event source: batches of a table's changes, in order."""
+
+    stream_arn: str
+    batch_size: int
+    batching_window_seconds: int
+    maximum_retry_attempts: int  # then the batch is skipped, as Lambda does
+    starting_position: str
+
+
+@dataclass(frozen=True)
 class ScheduleSource:
     name: str
     expression: str
@@ -47,6 +58,7 @@ class Function:
     memory_mb: int
     environment: dict[str, str]
     sqs: list[SqsSource] = field(default_factory=list)
+    streams: list[StreamSource] = field(default_factory=list)
     schedules: list[ScheduleSource] = field(default_factory=list)
     routes: list[HttpRoute] = field(default_factory=list)
 
@@ -109,7 +121,11 @@ def provision(
         }
         if props.get("GlobalSecondaryIndexes"):
             create["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
-        clients.dynamodb.create_table(**create)
+        if "StreamSpecification" in props:
+            create["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
+        created = clients.dynamodb.create_table(**create)["TableDescription"]
+        if "LatestStreamArn" in created:
+            resolver.attributes[(logical_id, "StreamArn")] = created["LatestStreamArn"]
         if "TimeToLiveSpecification" in props:
             ttl = props["TimeToLiveSpecification"]
             clients.dynamodb.update_time_to_live(
@@ -232,6 +248,16 @@ def _function(
                     batching_window_seconds=int(ev.get("MaximumBatchingWindowInSeconds", 0)),
                     maximum_concurrency=int(ev.get("ScalingConfig", {}).get("MaximumConcurrency", 2)),
                     mapping_id=mappings[logical_id + name],
+                )
+            )
+        elif kind == "DynamoDB":
+            function.streams.append(
+                StreamSource(
+                    stream_arn=ev["Stream"],
+                    batch_size=int(ev.get("BatchSize", 100)),
+                    batching_window_seconds=int(ev.get("MaximumBatchingWindowInSeconds", 0)),
+                    maximum_retry_attempts=int(ev.get("MaximumRetryAttempts", -1)),
+                    starting_position=ev.get("StartingPosition", "LATEST"),
                 )
             )
         elif kind in ("Schedule", "ScheduleV2"):

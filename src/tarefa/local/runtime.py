@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import unquote_plus
 
-from tarefa.local.provision import Function, HttpRoute, SqsSource
+from tarefa.local.provision import Function, HttpRoute, SqsSource, StreamSource
 from tarefa.local.template import ACCOUNT, REGION
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -214,3 +214,54 @@ def deliver(sqs: Any, function: Function, handler: Handler, source: SqsSource, w
     if messages:
         process_batch(sqs, function, handler, source, messages)
     return len(messages)
+
+
+class StreamPoller:
+    """A DynamoDB stream event source mapping: the table's changes, in order, in batches of at
+    most BatchSize. A batch whose invocation fails is offered again exactly as it was, and skipped
+    after MaximumRetryAttempts (-1: never), as Lambda does. The emulator has one shard."""
+
+    def __init__(self, streams: Any, function: Function, source: StreamSource) -> None:
+        self.streams = streams
+        self.function = function
+        self.source = source
+        shard = streams.describe_stream(StreamArn=source.stream_arn)["StreamDescription"]["Shards"][0]
+        self.iterator: str = streams.get_shard_iterator(
+            StreamArn=source.stream_arn, ShardId=shard["ShardId"], ShardIteratorType=source.starting_position
+        )["ShardIterator"]
+        self.failed: tuple[list[dict[str, Any]], str] | None = None  # a batch to offer again
+        self.attempts = 0
+
+    def deliver(self, handler: Handler) -> int:
+        """Offer one batch; how many records it held (0: nothing new)."""
+        if self.failed is not None:
+            records, following = self.failed
+        else:
+            page = self.streams.get_records(
+                ShardIterator=self.iterator, Limit=min(self.source.batch_size, 1000)
+            )
+            records, following = (
+                [self._as_event_record(r) for r in page["Records"]],
+                page["NextShardIterator"],
+            )
+            if not records:
+                self.iterator = following
+                return 0
+        try:
+            invoke(self.function, handler, {"Records": records})
+        except Exception:
+            self.attempts += 1
+            retries = self.source.maximum_retry_attempts
+            if retries < 0 or self.attempts <= retries:
+                self.failed = (records, following)
+                raise
+        self.failed, self.attempts, self.iterator = None, 0, following
+        return len(records)
+
+    def _as_event_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        """What Lambda adds to a GetRecords record: the stream ARN, and the time as a number."""
+        changes = dict(record["dynamodb"])
+        created = changes.get("ApproximateCreationDateTime")
+        if isinstance(created, datetime):
+            changes["ApproximateCreationDateTime"] = created.timestamp()
+        return {**record, "dynamodb": changes, "eventSourceARN": self.source.stream_arn}

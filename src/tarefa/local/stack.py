@@ -27,7 +27,7 @@ from tarefa.job import Job
 from tarefa.local.app import LocalApp, redis_overrides
 from tarefa.local.auth import LocalAuthority, TokenError
 from tarefa.local.provision import Function, ScheduleSource, SqsSource
-from tarefa.local.runtime import Handler, invoke, match_route, process_batch, receive
+from tarefa.local.runtime import Handler, StreamPoller, invoke, match_route, process_batch, receive
 from tarefa.local.schedules import cron_matches, rate_seconds
 
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's own limit for HTTP APIs
@@ -140,6 +140,8 @@ class LocalStack:
         self._start_api()
         for function, source in self.app.sqs_sources():
             self._spawn(f"poller-{source.queue_logical_id}", self._poll, function, source)
+        for poller in self.app.stream_pollers:
+            self._spawn(f"stream-{poller.function.logical_id}", self._follow, poller)
         self._spawn("scheduler", self._schedule)
         self._write_state()
 
@@ -288,6 +290,21 @@ class LocalStack:
             for i, m in enumerate(messages)
         ]
         self.app.sqs.change_message_visibility_batch(QueueUrl=source.queue_url, Entries=entries)
+
+    # -- DynamoDB stream event source mappings ---------------------------------------------
+    def _follow(self, poller: StreamPoller) -> None:
+        """Hand the function each new batch; between batches wait the batching window (at least
+        0.2 s), as the mapping does."""
+        handler = self.app.new_handler(poller.function)
+        pause = max(0.2, poller.source.batching_window_seconds)
+        while not self.stopping.is_set():
+            try:
+                if poller.deliver(handler) < poller.source.batch_size:
+                    self.stopping.wait(pause)
+            except Exception as exc:
+                if not self.stopping.is_set():
+                    self.log(f"STREAM {poller.function.logical_id} failed: {type(exc).__name__}: {exc}")
+                    self.stopping.wait(1)
 
     # -- schedules -------------------------------------------------------------------------
     def _schedule(self) -> None:

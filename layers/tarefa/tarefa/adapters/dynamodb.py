@@ -7,6 +7,7 @@ KEYS_ONLY and sharded: at 1,000 jobs/s no index partition takes more than a few 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zlib
 from collections.abc import Iterable, Iterator
@@ -217,13 +218,35 @@ def _sweep_of(job: Job) -> tuple[Sweep, datetime] | None:
     return None
 
 
-def _to_job(item: dict[str, Any]) -> Job:
+def stream_change(record: dict[str, Any]) -> tuple[Job | None, Job | None]:
+    """The job before and after one write, from a record of the jobs table's stream
+    (NEW_AND_OLD_IMAGES). Payloads and results are left out: the figures never need them."""
+    images = record.get("dynamodb", {})
+    old, new = images.get("OldImage"), images.get("NewImage")
+    return (_to_job(old, payloads=False) if old else None, _to_job(new, payloads=False) if new else None)
+
+
+def stream_batch_token(records: list[dict[str, Any]]) -> str:
+    """Names a batch by its stream and sequence numbers, so a retried batch has the same name."""
+    first, last = records[0], records[-1]
+    name = "|".join(
+        (
+            str(first.get("eventSourceARN", "")),
+            str(first["dynamodb"]["SequenceNumber"]),
+            str(last["dynamodb"]["SequenceNumber"]),
+        )
+    )
+    return hashlib.sha256(name.encode()).hexdigest()[:32]
+
+
+def _to_job(item: dict[str, Any], payloads: bool = True) -> Job:
     data: dict[str, Any] = {}
     for name, value in item.items():
         if name in INDEX_ATTRIBUTES:
             continue
         if name in JSON_FIELDS:
-            data[name] = json.loads(value["S"])
+            if payloads:
+                data[name] = json.loads(value["S"])
         elif "S" in value:
             data[name] = value["S"]
         elif "N" in value:
