@@ -102,7 +102,10 @@ class CostMeter:
             self._write(params["Item"])
         elif operation == "TransactWriteItems":
             for entry in params["TransactItems"]:
-                self._write(entry["Put"]["Item"], factor=2.0)
+                if "Put" in entry:
+                    self._write(entry["Put"]["Item"], factor=2.0)
+                else:  # the stats table's counters and minute buckets, each about 1 KB
+                    self.wru += 2.0
         elif operation == "DeleteItem":
             old = self.items.pop(params["Key"].get("jobId", {}).get("S", ""), None)
             self.wru += math.ceil(item_size(old) / 1024) if old else 1
@@ -156,7 +159,8 @@ def measure_cost() -> dict[str, Any]:
         for client in (container.store.client, container.queue.client, app.sqs):
             meter.attach(client)
         api, worker = app.api_function, app.stack.functions["WorkerFunction"]
-        durations: dict[str, list[float]] = {"api": [], "worker": []}
+        stats_poller = app.stream_pollers[0]
+        durations: dict[str, list[float]] = {"api": [], "worker": [], "stats": []}
         log_file = tempfile.TemporaryFile()
         saved_stdout = os.dup(1)
         sys.stdout.flush()
@@ -193,6 +197,19 @@ def measure_cost() -> dict[str, Any]:
                             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
                         ],
                     )
+            # The stream consumer, in the template's batches (GetRecords by Lambda is not billed;
+            # the emulator's is slow, so only the invocation is timed).
+            stats_handler = app.handlers[stats_poller.function.logical_id]
+            iterator = stats_poller.iterator
+            while True:
+                page = app.streams.get_records(ShardIterator=iterator, Limit=stats_poller.source.batch_size)
+                iterator = page["NextShardIterator"]
+                if not page["Records"]:
+                    break
+                event = {"Records": [stats_poller.as_event_record(r) for r in page["Records"]]}
+                started = time.perf_counter()
+                invoke(stats_poller.function, stats_handler, event)
+                durations["stats"].append((time.perf_counter() - started) * 1000)
         finally:
             sys.stdout.flush()
             os.dup2(saved_stdout, 1)
@@ -201,8 +218,9 @@ def measure_cost() -> dict[str, Any]:
         completed = sum(1 for item in meter.items.values() if item["status"]["S"] == "COMPLETED")
         wiring.reset()
 
-    invocations = {"api": len(durations["api"]), "worker": len(durations["worker"])}
-    memory_gb = {"api": api.memory_mb / 1024, "worker": worker.memory_mb / 1024}
+    invocations = {name: len(ms) for name, ms in durations.items()}
+    functions = {"api": api, "worker": worker, "stats": stats_poller.function}
+    memory_gb = {name: f.memory_mb / 1024 for name, f in functions.items()}
     gb_seconds = {k: sum(math.ceil(ms) for ms in v) / 1000 * memory_gb[k] for k, v in durations.items()}
     lambda_log_bytes = log_bytes + LAMBDA_LOG_LINES_BYTES * sum(invocations.values())
     p = {k: v["usd"] for k, v in PRICES.items()}
@@ -238,7 +256,7 @@ def measure_cost() -> dict[str, Any]:
         "sqs_billed_requests_per_job": meter.sqs_billed_requests / JOBS,
         "lambda_invocations_per_job": {k: v / JOBS for k, v in invocations.items()},
         "lambda_ms": {k: round(statistics.median(v), 2) for k, v in durations.items()},
-        "lambda_memory_mb": {"api": api.memory_mb, "worker": worker.memory_mb},
+        "lambda_memory_mb": {name: f.memory_mb for name, f in functions.items()},
         "log_bytes_per_job": round(lambda_log_bytes / JOBS, 1),
         "aws_cpu_seconds": meter.aws_cpu,
     }
@@ -256,6 +274,7 @@ FIRST_INVOCATION = {
     "api": "c.jobs",
     "worker": "c.worker; c.queue",
     "maintenance": "c.maintenance",
+    "stats": "c.stats",
 }
 
 

@@ -241,7 +241,7 @@ class StreamPoller:
                 ShardIterator=self.iterator, Limit=min(self.source.batch_size, 1000)
             )
             records, following = (
-                [self._as_event_record(r) for r in page["Records"]],
+                [self.as_event_record(r) for r in page["Records"]],
                 page["NextShardIterator"],
             )
             if not records:
@@ -258,7 +258,7 @@ class StreamPoller:
         self.failed, self.attempts, self.iterator = None, 0, following
         return len(records)
 
-    def _as_event_record(self, record: dict[str, Any]) -> dict[str, Any]:
+    def as_event_record(self, record: dict[str, Any]) -> dict[str, Any]:
         """What Lambda adds to a GetRecords record: the stream ARN, and the time as a number."""
         changes = dict(record["dynamodb"])
         created = changes.get("ApproximateCreationDateTime")
