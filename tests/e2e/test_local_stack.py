@@ -144,8 +144,10 @@ def test_ctrl_c_while_starting_still_stops_cleanly(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    time.sleep(1.0)
+    assert process.stdout is not None
+    first = process.stdout.readline()  # printed once Ctrl-C is handled, before anything starts
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, output
-    assert "Stopped." in output
+    rest, _ = process.communicate(timeout=60)
+    assert first.startswith("Starting the local stack"), first + rest
+    assert process.returncode == 0, first + rest
+    assert "Ready in" in rest and rest.rstrip().endswith("Stopped.")

@@ -35,7 +35,9 @@ def test_sample_schedule_event_runs_recovery(app: LocalApp) -> None:
 
 def test_sample_stream_event_counts_a_completed_job(app: LocalApp) -> None:
     event = json.loads((EVENTS / "stream-job-completed.json").read_text())
-    assert invoke(app.stack.functions["StatsFunction"], app.handlers["StatsFunction"], event) == {"records": 1}
+    assert invoke(app.stack.functions["StatsFunction"], app.handlers["StatsFunction"], event) == {
+        "records": 1
+    }
     overview = app.api("GET", "/queues", claims={"sub": "root", "cognito:groups": ["admin"]}).body
     high = next(q for q in overview["queues"] if q["priority"] == "HIGH")
     assert (high["jobs"]["COMPLETED"], high["jobs"]["PROCESSING"]) == (1, 0)

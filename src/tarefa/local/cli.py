@@ -122,6 +122,7 @@ def _local(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    print("Starting the local stack...", flush=True)
     try:
         stack.start()
     except PortInUseError as exc:
