@@ -12,10 +12,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from tarefa import errors
-from tarefa.deadletters import DeadLetterQuery, PurgeRequest, RedriveRequest
 from tarefa.job import Priority
 from tarefa.jobs import Caller, CancelRequest, EnqueueRequest, ListRequest, field_errors
-from tarefa.maintenance import CleanupRequest, RecoverRequest
 from tarefa.wiring import container
 
 if TYPE_CHECKING:
@@ -66,10 +64,11 @@ def claims() -> dict[str, Any]:
 
 def caller() -> Caller:
     """The user the JWT authorizer (or the local stack, the same way) let through."""
-    subject = claims().get("sub")
+    token = claims()
+    subject = token.get("sub")
     if not subject:
         raise errors.UnauthorizedError("A valid bearer token is required")
-    groups = claims().get("cognito:groups", [])
+    groups = token.get("cognito:groups", [])
     if isinstance(groups, str):  # HTTP APIs pass array claims as "[a b]"
         groups = groups.strip("[]").replace(",", " ").split()
     return Caller(user_id=str(subject), is_admin=ADMIN_GROUP in groups)
@@ -222,6 +221,8 @@ def retry_job(job_id: str) -> Response[str]:
 @app.post("/maintenance/cleanup")
 def cleanup() -> Response[str]:
     admin()
+    from tarefa.maintenance import CleanupRequest  # admin routes: kept off the enqueue cold start
+
     request = parse_body(CleanupRequest, required=False)
     return json_response(200, {"deleted": container().maintenance.cleanup(request.older_than_seconds)})
 
@@ -229,6 +230,8 @@ def cleanup() -> Response[str]:
 @app.post("/maintenance/recover")
 def recover() -> Response[str]:
     admin()
+    from tarefa.maintenance import RecoverRequest
+
     request = parse_body(RecoverRequest, required=False)
     return json_response(200, {"recovered": container().maintenance.recover(request.stuck_after_seconds)})
 
@@ -293,6 +296,8 @@ def resume_queue(priority: str) -> Response[str]:
 def list_dead_letters(priority: str) -> Response[str]:
     admin()
     queue = priority_of(priority)
+    from tarefa.deadletters import DeadLetterQuery
+
     query = parse_query(DeadLetterQuery)
     entries = container().dead_letters.browse(queue, query.limit)
     return json_response(200, {"items": [e.model_dump(mode="json", by_alias=True) for e in entries]})
@@ -302,6 +307,8 @@ def list_dead_letters(priority: str) -> Response[str]:
 def redrive_dead_letters(priority: str) -> Response[str]:
     admin()
     queue = priority_of(priority)
+    from tarefa.deadletters import RedriveRequest
+
     report = container().dead_letters.redrive(queue, parse_body(RedriveRequest))
     return json_response(200, report.model_dump(mode="json", by_alias=True))
 
@@ -310,6 +317,8 @@ def redrive_dead_letters(priority: str) -> Response[str]:
 def purge_dead_letters(priority: str) -> Response[str]:
     admin()
     queue = priority_of(priority)
+    from tarefa.deadletters import PurgeRequest
+
     report = container().dead_letters.purge(queue, parse_body(PurgeRequest))
     return json_response(200, report.model_dump(mode="json", by_alias=True))
 

@@ -45,16 +45,27 @@ class MinuteFigures:
     wait_ms: float = 0  # summed over those claims: from ready to claimed
     histogram: dict[int, float] = field(default_factory=dict)  # processing-time bucket -> runs
 
+    def add_run(self, ms: float) -> None:
+        self.runs += 1
+        self.processing_ms += ms
+        self.histogram[bucket_of(ms)] = self.histogram.get(bucket_of(ms), 0) + 1
+
     def merge(self, other: MinuteFigures, weight: float = 1.0) -> None:
-        self.completed += other.completed * weight
-        self.failed += other.failed * weight
-        self.retried += other.retried * weight
-        self.runs += other.runs * weight
-        self.processing_ms += other.processing_ms * weight
-        self.claims += other.claims * weight
-        self.wait_ms += other.wait_ms * weight
+        for name in SUMS:
+            setattr(self, name, getattr(self, name) + getattr(other, name) * weight)
         for bucket, runs in other.histogram.items():
             self.histogram[bucket] = self.histogram.get(bucket, 0) + runs * weight
+
+
+SUMS = (
+    "completed",
+    "failed",
+    "retried",
+    "runs",
+    "processing_ms",
+    "claims",
+    "wait_ms",
+)  # besides the histogram
 
 
 def bucket_of(ms: float) -> int:
@@ -118,10 +129,7 @@ class Tally:
         ended = new in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.RETRYING)
         if old == JobStatus.PROCESSING and ended and after.processing_started_at:
             ms = _ms((after.processing_completed_at or after.updated_at) - after.processing_started_at)
-            figures = self.minutes[minute]
-            figures.runs += 1
-            figures.processing_ms += ms
-            figures.histogram[bucket_of(ms)] = figures.histogram.get(bucket_of(ms), 0) + 1
+            self.minutes[minute].add_run(ms)
         if new != old and ended:
             figures = self.minutes[minute]
             if new == JobStatus.COMPLETED:

@@ -1,8 +1,8 @@
 """Job counts and per-minute figures in DynamoDB (the stats table).
 
 Items: the counts ("counts"/"all", one number per priority and status), one item per minute
-("minutes"/"2026-11-22T10:31Z", numbers per priority: completed, failed, retried, runs,
-processingMs, claims, waitMs and the histogram's h<i>), and one marker per recorded batch
+("minutes"/"2026-11-22T10:31Z", numbers per priority: the sums of MinuteFigures and the
+histogram's h<i>), and one marker per recorded batch
 ("batches"/<token>). A batch is one transaction: its marker's condition makes a retried batch a
 no-op, on AWS and on the emulator alike. Writes come from the stream consumer, a few a second at
 1,000 jobs/s, so the fixed keys are not hot; a read is one GetItem and one Query.
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from tarefa.job import JobStatus, Priority
-from tarefa.stats import MinuteFigures, StatsSnapshot, Tally
+from tarefa.stats import SUMS, MinuteFigures, StatsSnapshot, Tally
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -28,7 +28,6 @@ MINUTE_FORMAT = "%Y-%m-%dT%H:%MZ"
 MINUTES_KEPT = timedelta(hours=2)  # the longest window is one hour; TTL removes the rest
 BATCH_MARKER_KEPT = timedelta(days=2)  # longer than a stream keeps its records (24 h)
 TRANSACTION_ITEMS = 100
-FIELDS = ("completed", "failed", "retried", "runs", "processingMs", "claims", "waitMs")
 
 
 class DynamoStatsStore:
@@ -113,21 +112,7 @@ class DynamoStatsStore:
 
 
 def _encode(priority: Priority, figures: MinuteFigures) -> dict[str, float]:
-    values = dict(
-        zip(
-            FIELDS,
-            (
-                figures.completed,
-                figures.failed,
-                figures.retried,
-                figures.runs,
-                figures.processing_ms,
-                figures.claims,
-                figures.wait_ms,
-            ),
-            strict=True,
-        )
-    )
+    values = {name: getattr(figures, name) for name in SUMS}
     values.update({f"h{bucket}": runs for bucket, runs in figures.histogram.items()})
     return {f"{priority}#{name}": value for name, value in values.items()}
 
@@ -138,13 +123,7 @@ def _decode(priority: Priority, item: dict[str, Any]) -> MinuteFigures | None:
     if not values:
         return None
     return MinuteFigures(
-        completed=values.get("completed", 0),
-        failed=values.get("failed", 0),
-        retried=values.get("retried", 0),
-        runs=values.get("runs", 0),
-        processing_ms=values.get("processingMs", 0),
-        claims=values.get("claims", 0),
-        wait_ms=values.get("waitMs", 0),
+        **{name: values.get(name, 0) for name in SUMS},
         histogram={int(k[1:]): v for k, v in values.items() if k.startswith("h") and k[1:].isdigit()},
     )
 
