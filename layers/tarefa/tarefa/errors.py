@@ -10,7 +10,7 @@ class TarefaError(Exception):
 
     code = "ERROR"
 
-    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, message: str, details: list[dict[str, Any]] | dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
@@ -41,8 +41,12 @@ class InvalidTransitionError(TarefaError):
 class UnknownJobTypeError(TarefaError):
     code = "UNKNOWN_JOB_TYPE"
 
-    def __init__(self, job_type: str) -> None:
-        super().__init__(f"Unknown job type {job_type!r}")
+    def __init__(self, job_type: str, known: list[str] | None = None) -> None:
+        message = f"Unknown job type {job_type!r}"
+        if known:
+            message += f"; known types: {', '.join(known)}"
+        super().__init__(message, {"knownTypes": known or []})
+        self.job_type = job_type
 
 
 class ValidationFailedError(TarefaError):
@@ -88,8 +92,37 @@ class ConflictError(Exception):
 
 
 class RetryableJobError(Exception):
-    """Raised by a job handler: this attempt failed, a later one may succeed."""
+    """Raised by a job handler: this attempt failed, a later one may succeed.
+
+    `retry_after` (seconds) replaces the policy's backoff for this attempt, e.g. a provider's
+    Retry-After header; it is still capped by SQS's 12-hour visibility limit.
+    """
+
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        if retry_after is not None and retry_after < 0:
+            raise ValueError("retry_after must be >= 0")
+        self.retry_after = retry_after
+
+
+class RetryLater(Exception):  # noqa: N818 - not an error: "not yet", as a polling job says
+    """Raised by a job handler: nothing failed, the job is just not done yet (a payment not yet
+    paid). The attempt counts toward maxAttempts, but not as a failure: no traceback, no
+    JobsRetried/JobsFailed figure; the job returns after `seconds`."""
+
+    def __init__(self, seconds: float, reason: str = "") -> None:
+        super().__init__(reason or f"not done yet; next look in {seconds:g} s")
+        if seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        self.seconds = seconds
+        self.reason = reason
 
 
 class PermanentJobError(Exception):
-    """Raised by a job handler: no attempt will ever succeed; fail the job now."""
+    """Raised by a job handler: no attempt will ever succeed; fail the job now.
+
+    `code` becomes the job's errorDetails.code (default PERMANENT)."""
+
+    def __init__(self, message: str = "", code: str = "PERMANENT") -> None:
+        super().__init__(message)
+        self.code = code

@@ -51,12 +51,24 @@ class Settings(BaseModel):
     cache_ttls: dict[str, int] = Field(default_factory=dict, alias="tarefa_cache_ttls")
     enqueue_rate_limit: Rate | None = Field(Rate(600, 60), alias="tarefa_enqueue_rate_limit")
     rate_limits: dict[str, RouteLimit] = Field(default_factory=dict, alias="tarefa_rate_limits")
+    # Workload modules whose @job_type declarations the API and the worker load (comma-separated).
+    job_modules: tuple[str, ...] = Field((), alias="tarefa_job_modules")
+    # Outbound HTTP may reach these hosts, addresses or CIDRs although they are private or
+    # loopback (the local stack's sandboxes); empty on AWS.
+    http_allow: tuple[str, ...] = Field((), alias="tarefa_http_allow")
 
     @field_validator("cache_ttls", "rate_limits", mode="before")
     @classmethod
     def _json(cls, value: Any) -> Any:
         if isinstance(value, str):
             return json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator("job_modules", "http_allow", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("enqueue_rate_limit", mode="before")
