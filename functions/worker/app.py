@@ -15,6 +15,8 @@ from tarefa.wiring import container
 logger = Logger()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+# Job types (TAREFA_JOB_MODULES) load once per cold start; a broken module fails the start.
+container().registry  # noqa: B018
 
 
 class MessageKeptError(Exception):

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from tarefa.errors import PermanentJobError, RetryableJobError, UnknownJobTypeError
-from tarefa.jobtypes import FailPayload, JobContext, default_registry, fail
+from tarefa.context import JobContext
+from tarefa.jobtypes import FailPayload, default_registry, fail
 from tarefa.queue import PoisonMessageError, parse_message
 
 

@@ -112,26 +112,44 @@ def test_a_live_lease_is_never_run_twice(parts: tuple[Worker, MemoryStore, Memor
     assert store.jobs["j1"].status == JobStatus.PROCESSING
 
 
-def test_a_dead_workers_lease_is_taken_over_with_a_new_attempt(
+def test_a_dead_workers_lease_is_taken_over_without_using_an_attempt(
     parts: tuple[Worker, MemoryStore, MemoryQueue, Clock],
 ) -> None:
     worker, store, _, clock = parts
     running(store, pending(store), clock)
     clock.advance(121)
     assert worker.process(body(), ref(2)) == DONE
-    assert store.jobs["j1"].status == JobStatus.COMPLETED
-    assert store.jobs["j1"].attempts == 2
+    job = store.jobs["j1"]
+    assert job.status == JobStatus.COMPLETED
+    # The attempt whose worker died is given back: only the handler's own failures count.
+    assert (job.attempts, job.crashes) == (1, 1)
 
 
-def test_a_crash_on_the_last_attempt_fails_the_job(
+def test_a_crash_on_the_last_attempt_runs_the_job_again(
     parts: tuple[Worker, MemoryStore, MemoryQueue, Clock],
 ) -> None:
     worker, store, _, clock = parts
     running(store, pending(store, max_attempts=1), clock)
     clock.advance(121)
     assert worker.process(body(), ref(2)) == DONE
-    assert store.jobs["j1"].status == JobStatus.FAILED
-    assert store.jobs["j1"].error_details == {"code": "ATTEMPTS_EXHAUSTED"}
+    assert store.jobs["j1"].status == JobStatus.COMPLETED
+
+
+def test_a_job_whose_workers_keep_dying_fails_with_worker_crashed(
+    parts: tuple[Worker, MemoryStore, MemoryQueue, Clock],
+) -> None:
+    from tarefa.job import MAX_CRASHES
+
+    worker, store, _, clock = parts
+    job = pending(store, max_attempts=5)
+    job = store.jobs["j1"].model_copy(update={"crashes": MAX_CRASHES - 1})
+    store.jobs["j1"] = job
+    running(store, job, clock)
+    clock.advance(121)
+    assert worker.process(body(), ref(2)) == DONE
+    failed = store.jobs["j1"]
+    assert failed.status == JobStatus.FAILED
+    assert failed.error_details is not None and failed.error_details["code"] == "WORKER_CRASHED"
 
 
 def test_not_enough_time_left_returns_the_message_at_once(
@@ -171,7 +189,7 @@ def throttled_worker() -> tuple[Worker, MemoryStore, MemoryQueue, MemoryCacheBac
             "whatsapp.send",
             SendPayload,
             lambda p, ctx: sent.append(p.text),
-            JobPolicy(rate=Rate(2, 60), rate_key=lambda payload: payload["session"]),
+            JobPolicy(rate=Rate(2, 60), rate_key=lambda payload: payload.session),  # validated
         )
     )
     store, queue, clock = MemoryStore(), MemoryQueue(), Clock()

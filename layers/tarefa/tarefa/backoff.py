@@ -14,6 +14,14 @@ MAX_DELAY_SECONDS = 43_200  # SQS caps a message's visibility timeout at 12 hour
 JITTER = 0.1
 
 
+def scaled(seconds: float, speedup: float) -> int:
+    """A delay divided by the local stack's --delay-speedup (1 everywhere else), never 0 s
+    unless it was 0, so a demo can watch a 28-minute polling ladder in seconds."""
+    if speedup == 1:
+        return round(seconds)
+    return 0 if seconds <= 0 else max(1, round(seconds / speedup))
+
+
 def retry_delay(
     attempt: int,
     base_seconds: int | None = None,

@@ -32,6 +32,11 @@ class Priority(StrEnum):
     LOW = "LOW"
 
 
+# A worker that dies (crash, timeout, lost invocation) does not use up one of the job's attempts:
+# Tarefa cannot tell a death before the handler from one inside it, so deaths have a budget of
+# their own, and a job whose workers keep dying fails with WORKER_CRASHED.
+MAX_CRASHES = 3
+
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 CANCELLABLE = frozenset({JobStatus.PENDING, JobStatus.RETRYING, JobStatus.FAILED})
 
@@ -79,10 +84,15 @@ class Job(CamelModel):
     processing_started_at: datetime | None = None
     processing_completed_at: datetime | None = None
     dead_lettered: bool = False
+    # How far the running job says it is: {percent, message, updatedAt} (ctx.progress).
+    progress: dict[str, Any] | None = None
     # Internal: not part of the public job document.
     run_at: datetime | None = None
     held: bool = False
     version: int = 0
+    crashes: int = 0  # attempts whose worker died; they do not count as attempts
+    # Bumped when the job is woken early (JobService.run_now): messages from before are stale.
+    wake: int = 0
 
     @property
     def is_terminal(self) -> bool:
@@ -106,12 +116,37 @@ class Job(CamelModel):
             update={**changes, "status": status, "updated_at": now, "version": self.version + 1}
         )
 
+    def lost_attempt(self, now: datetime, error: str, code: str, retry_at: datetime) -> Job:
+        """PROCESSING whose worker is gone -> RETRYING at `retry_at` with the attempt given
+        back, or FAILED (WORKER_CRASHED) once the workers died MAX_CRASHES times."""
+        crashes = self.crashes + 1
+        details = {"code": code, "attempt": self.attempts, "crashes": crashes}
+        if crashes >= MAX_CRASHES:
+            return self.transition(
+                JobStatus.FAILED,
+                now,
+                error=f"{error}: the worker died {crashes} times",
+                error_details={**details, "code": "WORKER_CRASHED"},
+                crashes=crashes,
+                processing_completed_at=now,
+            )
+        return self.transition(
+            JobStatus.RETRYING,
+            now,
+            error=error,
+            error_details=details,
+            attempts=max(0, self.attempts - 1),
+            crashes=crashes,
+            next_retry_at=retry_at,
+        )
+
     def restarted(self, now: datetime) -> Job:
         """FAILED -> PENDING with a clean slate: attempts, result, errors and timings reset."""
         return self.transition(
             JobStatus.PENDING,
             now,
             attempts=0,
+            crashes=0,
             result=None,
             error=None,
             error_details=None,
@@ -119,6 +154,7 @@ class Job(CamelModel):
             processing_started_at=None,
             processing_completed_at=None,
             dead_lettered=False,
+            progress=None,
             run_at=None,
             held=False,
         )
@@ -126,5 +162,7 @@ class Job(CamelModel):
     def public(self) -> dict[str, Any]:
         """The job document the API returns (camelCase, ISO-8601 UTC timestamps)."""
         return self.model_dump(
-            mode="json", by_alias=True, exclude={"run_at", "held", "version", "retry_delay_seconds"}
+            mode="json",
+            by_alias=True,
+            exclude={"run_at", "held", "version", "retry_delay_seconds", "wake", "crashes"},
         )

@@ -22,11 +22,15 @@ class QueueMessage(BaseModel):
     job_id: str | None = Field(None, alias="jobId", min_length=1, max_length=128)
     user_id: str | None = Field(None, alias="userId", min_length=1, max_length=256)
     max_attempts: int | None = Field(None, alias="maxAttempts", ge=1, le=25)
+    wake: int = Field(0, ge=0)  # the job's wake count when sent; an older one is stale
 
     @classmethod
     def for_job(cls, job: Job) -> str:
         """The body the API sends: the job lives in DynamoDB, so the payload is not repeated."""
-        return json.dumps({"jobId": job.job_id, "type": job.type})
+        body: dict[str, object] = {"jobId": job.job_id, "type": job.type}
+        if job.wake:
+            body["wake"] = job.wake
+        return json.dumps(body)
 
 
 class PoisonMessageError(Exception):

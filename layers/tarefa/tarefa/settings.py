@@ -56,6 +56,10 @@ class Settings(BaseModel):
     # Outbound HTTP may reach these hosts, addresses or CIDRs although they are private or
     # loopback (the local stack's sandboxes); empty on AWS.
     http_allow: tuple[str, ...] = Field((), alias="tarefa_http_allow")
+    # Secret names a job asks for (ctx.secret("name")) get this prefix; IAM allows only it.
+    secrets_prefix: str = Field("", alias="tarefa_secrets_prefix")
+    # Local stack only (--delay-speedup): job delays and retry backoff are divided by this.
+    delay_speedup: float = Field(1.0, alias="tarefa_delay_speedup", ge=1)
 
     @field_validator("cache_ttls", "rate_limits", mode="before")
     @classmethod

@@ -20,9 +20,11 @@ if TYPE_CHECKING:
     from tarefa.adapters.sqs import SqsJobQueue
     from tarefa.breaker import GuardedBackend
     from tarefa.cache import Cache
+    from tarefa.context import JobServices
     from tarefa.deadletters import DeadLetters
     from tarefa.jobs import JobService
     from tarefa.maintenance import Maintenance
+    from tarefa.outbound import OutboundHttp
     from tarefa.queues import Queues
     from tarefa.ratelimit import RateLimiter
     from tarefa.sessions import SessionStore
@@ -63,7 +65,13 @@ class Container:
 
     @cached_property
     def registry(self) -> JobTypeRegistry:
-        return self._registry or default_registry(self.settings.tarefa_test_jobs)
+        """The built-in types and those of TAREFA_JOB_MODULES, imported here once per cold
+        start; a module that fails to import, or a type whose timeout is above the worker's,
+        is a JobTypeError naming it (the functions import this at start-up)."""
+        s = self.settings
+        registry = self._registry or default_registry(s.tarefa_test_jobs, s.job_modules)
+        registry.check_timeouts(s.worker_timeout_seconds)
+        return registry
 
     @cached_property
     def dynamodb(self) -> Any:
@@ -104,6 +112,7 @@ class Container:
             now=self.now,
             cache=self.cache,
             retention=timedelta(seconds=self.settings.job_retention_seconds),
+            delay_speedup=self.settings.delay_speedup,
         )
 
     @cached_property
@@ -119,7 +128,39 @@ class Container:
             s.worker_timeout_seconds,
             now=self.now,
             limiter=self.limiter,
+            services=self.job_services,
+            delay_speedup=s.delay_speedup,
         )
+
+    @cached_property
+    def job_services(self) -> JobServices:
+        """What every job's context offers; each service is built on first use."""
+        from tarefa.context import JobServices
+
+        return JobServices(
+            cache=self.cache,
+            limiter=self.limiter,
+            secret=self.secret,
+            http=lambda: self.http,
+            steps=self.store,
+            enqueue=self.jobs.enqueue_for,
+        )
+
+    @cached_property
+    def http(self) -> OutboundHttp:
+        from tarefa.outbound import OutboundHttp
+
+        return OutboundHttp(allow=self.settings.http_allow)
+
+    def secret(self, name: str, transform: str | None = None) -> Any:
+        """A Secrets Manager secret through Powertools Parameters (cached 5 minutes); names
+        without an ARN get TAREFA_SECRETS_PREFIX (the stage's `tarefa/<stage>/`)."""
+        from aws_lambda_powertools.utilities import parameters
+
+        prefix = self.settings.secrets_prefix
+        full = name if name.startswith(("arn:", prefix)) else prefix + name
+        how: Any = transform
+        return parameters.get_secret(full, transform=how, max_age=300)
 
     @cached_property
     def maintenance(self) -> Maintenance:

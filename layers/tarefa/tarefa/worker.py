@@ -18,11 +18,18 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ValidationError
 
-from tarefa.backoff import MAX_DELAY_SECONDS, retry_delay
-from tarefa.errors import ConflictError, PermanentJobError, RetryableJobError, UnknownJobTypeError
+from tarefa.backoff import MAX_DELAY_SECONDS, retry_delay, scaled
+from tarefa.context import JobContext, JobServices
+from tarefa.errors import (
+    ConflictError,
+    PermanentJobError,
+    RetryableJobError,
+    RetryLater,
+    UnknownJobTypeError,
+)
 from tarefa.job import Job, JobStatus, utcnow
 from tarefa.jobs import field_errors
-from tarefa.jobtypes import JobContext, JobType, JobTypeRegistry
+from tarefa.jobtypes import JobType, JobTypeRegistry
 from tarefa.ports import JobQueue, JobStore, QueueMessageRef
 from tarefa.queue import SQS_MAX_DELAY_SECONDS, PoisonMessageError, QueueMessage, parse_message
 from tarefa.ratelimit import RateLimiter
@@ -31,6 +38,10 @@ logger = Logger(child=True)
 metrics = Metrics()
 
 EARLY_TOLERANCE = timedelta(seconds=1)  # clocks and SQS timers are not exact
+# A job item must stay under DynamoDB's 400 KB; past this the result is refused (RESULT_TOO_LARGE).
+MAX_JOB_ITEM_BYTES = 380_000
+# The outcome write is tried this many times, with these pauses, before the message is kept.
+OUTCOME_WRITE_PAUSES = (0.1, 0.4, 1.2)
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,9 @@ class Worker:
         lease_seconds: int,
         now: Callable[[], datetime] = utcnow,
         limiter: RateLimiter | None = None,
+        services: JobServices | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        delay_speedup: float = 1.0,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -61,6 +75,9 @@ class Worker:
         self.lease = timedelta(seconds=lease_seconds)
         self.now = now
         self.limiter = limiter
+        self.services = services or JobServices(limiter=limiter)
+        self.sleep = sleep
+        self.delay_speedup = delay_speedup
 
     def process(self, body: str, ref: QueueMessageRef, remaining_seconds: float = float("inf")) -> Outcome:
         message: QueueMessage | None = None
@@ -92,7 +109,9 @@ class Worker:
                         return throttled
                     claimed = self._first_sight(message, job_id, job_type, ref)
                 else:
-                    decision = self._decide(job, ref) or self._throttled(job_type, job.payload, ref, job)
+                    decision = self._decide(job, ref, message) or self._throttled(
+                        job_type, job.payload, ref, job
+                    )
                     if decision is not None:
                         return decision
                     claimed = self._claim(job)
@@ -130,16 +149,22 @@ class Worker:
         metrics.add_metric("JobsEnqueued", MetricUnit.Count, 1)
         return claimed
 
-    def _decide(self, job: Job, ref: QueueMessageRef) -> Outcome | None:
+    def _decide(self, job: Job, ref: QueueMessageRef, message: QueueMessage) -> Outcome | None:
         """An outcome when this message must not run the job now; None when it may claim it."""
         now = self.now()
         if job.is_terminal:
             logger.debug("job already %s; message dropped", job.status)
             return DONE
+        if message.wake < job.wake:
+            logger.debug("message predates the job's wake-up; dropped")
+            return DONE  # run_now sent the job's current message before it saved the wake
         if job.status == JobStatus.PROCESSING:
             assert job.processing_started_at is not None
             lease_ends = job.processing_started_at + self.lease
             if lease_ends > now:
+                recorded = self._recorded_outcome(job)
+                if recorded is not None:
+                    return recorded
                 if ref.receive_count >= self.max_receive_count:
                     return DONE  # duplicate of a running job; the stuck sweep covers a crash
                 logger.info("job is running in another invocation; message waits for its lease")
@@ -163,7 +188,9 @@ class Worker:
         if policy.rate is None or self.limiter is None:
             return None
         try:
-            key = policy.rate_key(payload) if policy.rate_key else "all"
+            key = (
+                policy.rate_key(job_type.payload_model.model_validate(payload)) if policy.rate_key else "all"
+            )
         except Exception:  # a payload the key function cannot read fails in the handler, visibly
             return None
         decision = self.limiter.hit(f"job:{job_type.name}", key, policy.rate)
@@ -182,20 +209,34 @@ class Worker:
 
     def _claim(self, job: Job) -> Job | None:
         now = self.now()
-        if job.attempts >= job.max_attempts:  # the last attempt's worker died mid-run
-            failed = job.transition(
-                JobStatus.FAILED,
-                now,
-                error="Worker crashed or timed out on the last attempt",
-                error_details={"code": "ATTEMPTS_EXHAUSTED"},
-                processing_completed_at=now,
-            )
-            self.store.put(failed, expected_version=job.version)
-            metrics.add_metric("JobsFailed", MetricUnit.Count, 1)
-            return None
-        claimed = self._claimed(job, now)
-        self.store.put(claimed, expected_version=job.version)
+        if job.status == JobStatus.PROCESSING:  # its worker died: that attempt is given back
+            lost = job.lost_attempt(now, "Worker crashed or timed out", "WORKER_LOST", now)
+            if lost.status == JobStatus.FAILED:
+                self.store.put(lost, expected_version=job.version)
+                metrics.add_metric("JobsFailed", MetricUnit.Count, 1)
+                return None
+            claimed = self._claimed(lost, now).model_copy(update={"version": job.version + 1})
+        else:
+            claimed = self._claimed(job, now)
+        self._write_claim(claimed, job.version)
         return claimed
+
+    def _write_claim(self, claimed: Job, expected_version: int) -> None:
+        """A claim whose answer was lost may still have been written: look before giving up,
+        so the job is not left PROCESSING under a lease nobody holds."""
+        try:
+            self.store.put(claimed, expected_version=expected_version)
+        except ConflictError:
+            raise
+        except Exception:
+            current = self.store.get(claimed.job_id)
+            if (
+                current is not None
+                and current.version == claimed.version
+                and current.status == claimed.status
+            ):
+                return
+            raise
 
     @staticmethod
     def _claimed(job: Job, now: datetime) -> Job:
@@ -211,24 +252,47 @@ class Worker:
         )
 
     # -- running ---------------------------------------------------------------------------
-    def _run(self, job: Job, job_type: JobType, ref: QueueMessageRef) -> Outcome:
-        ctx = JobContext(job.job_id, job.attempts, job.max_attempts, job.user_id)
+    def _run(self, claimed: Job, job_type: JobType, ref: QueueMessageRef) -> Outcome:
+        current = [claimed]  # progress reports move the job's version on while it runs
+
+        def report_progress(percent: int, message: str | None) -> None:
+            job = current[0]
+            progress = {"percent": percent, "message": message, "updatedAt": self.now().isoformat()}
+            moved = job.model_copy(update={"progress": progress, "version": job.version + 1})
+            try:
+                self.store.put(moved, expected_version=job.version)
+                current[0] = moved
+            except Exception:  # progress is advice: never fail the job over it
+                logger.warning("could not record progress", exc_info=True)
+
+        ctx = JobContext(
+            claimed.job_id,
+            claimed.attempts,
+            claimed.max_attempts,
+            claimed.user_id,
+            job_type=job_type.name,
+            services=self.services,
+            report_progress=report_progress,
+        )
         started = time.perf_counter()
         try:
-            payload = job_type.payload_model.model_validate(job.payload)
+            payload = job_type.payload_model.model_validate(claimed.payload)
             result = _jsonable(job_type.handler(payload, ctx))
         except ValidationError as exc:
-            return self._fail(job, "Payload does not match its job type", "INVALID_PAYLOAD", exc)
+            return self._fail(current[0], "Payload does not match its job type", "INVALID_PAYLOAD", exc)
         except PermanentJobError as exc:
-            return self._fail(job, str(exc), "PERMANENT", exc)
+            return self._fail(current[0], str(exc) or type(exc).__name__, exc.code, exc)
+        except RetryLater as exc:
+            return self._wait(current[0], ref, exc)
         except RetryableJobError as exc:
-            logger.info("attempt %d failed: %s", job.attempts, type(exc).__name__)
-            return self._retry(job, job_type, ref, exc)
+            logger.info("attempt %d failed: %s", claimed.attempts, type(exc).__name__)
+            return self._retry(current[0], job_type, ref, exc)
         except Exception as exc:  # a bug or an outage: worth another attempt, and a traceback
-            logger.warning("attempt %d crashed: %s", job.attempts, type(exc).__name__, exc_info=True)
-            return self._retry(job, job_type, ref, exc)
+            logger.warning("attempt %d crashed: %s", claimed.attempts, type(exc).__name__, exc_info=True)
+            return self._retry(current[0], job_type, ref, exc)
         finally:
             metrics.add_metric("JobDuration", MetricUnit.Milliseconds, (time.perf_counter() - started) * 1000)
+        job = current[0]
         now = self.now()
         done = job.transition(
             JobStatus.COMPLETED,
@@ -238,16 +302,88 @@ class Worker:
             error_details=None,
             processing_completed_at=now,
         )
-        self._save(job, done)
+        size = len(done.model_dump_json(by_alias=True).encode())
+        if size > MAX_JOB_ITEM_BYTES:
+            too_large = PermanentJobError(
+                f"The result makes the job {size} bytes; a job holds at most {MAX_JOB_ITEM_BYTES}",
+                code="RESULT_TOO_LARGE",
+            )
+            return self._fail(job, str(too_large), too_large.code, too_large)
+        return self._record_outcome(job, done, ref)
+
+    def _record_outcome(self, job: Job, done: Job, ref: QueueMessageRef) -> Outcome:
+        """The handler succeeded: the COMPLETED write is retried within the invocation, and if
+        it still fails the message stays, so a later delivery records it (never a re-run)."""
+        for pause in (*OUTCOME_WRITE_PAUSES, None):
+            try:
+                self.store.put(done, expected_version=job.version)
+                metrics.add_metric("JobsCompleted", MetricUnit.Count, 1)
+                logger.debug("job completed", extra={"attempt": job.attempts})
+                return DONE
+            except ConflictError:
+                logger.warning("job changed while it ran; outcome %s discarded", done.status)
+                return DONE
+            except Exception:
+                if pause is None:
+                    break
+                self.sleep(pause)
+        logger.warning("could not record the outcome; it is kept for the next delivery", exc_info=True)
+        steps = self.services.steps
+        if steps is not None:
+            steps.put_step(_outcome_key(job), done.model_dump_json(by_alias=True), OUTCOME_LIFETIME)
+        return self._keep(ref, 1)
+
+    def _recorded_outcome(self, job: Job) -> Outcome | None:
+        """A delivery that finds the job still PROCESSING records an outcome that an earlier
+        invocation of this attempt could not write, instead of waiting to run it again."""
+        steps = self.services.steps
+        if steps is None:
+            return None
+        recorded = steps.get_step(_outcome_key(job))
+        if recorded is None:
+            return None
+        done = Job.model_validate_json(recorded)
+        if done.version != job.version + 1:
+            return None
+        try:
+            self.store.put(done, expected_version=job.version)
+        except ConflictError:
+            return DONE
         metrics.add_metric("JobsCompleted", MetricUnit.Count, 1)
-        logger.debug("job completed", extra={"attempt": job.attempts})
+        logger.info("recorded the outcome an earlier invocation could not write")
         return DONE
+
+    def _wait(self, job: Job, ref: QueueMessageRef, wait: RetryLater) -> Outcome:
+        """Not a failure: the job is not done yet and looks again later (a polling job)."""
+        if job.attempts >= job.max_attempts:
+            error = wait.reason or "still not done"
+            exhausted = PermanentJobError(f"{error} after {job.attempts} attempts", code="ATTEMPTS_EXHAUSTED")
+            return self._fail(job, str(exhausted), exhausted.code, exhausted)
+        now = self.now()
+        delay = min(MAX_DELAY_SECONDS, scaled(wait.seconds, self.delay_speedup))
+        waiting = job.transition(
+            JobStatus.RETRYING,
+            now,
+            error=None,
+            error_details={"code": "WAITING", "reason": wait.reason} if wait.reason else {"code": "WAITING"},
+            next_retry_at=now + timedelta(seconds=delay),
+        )
+        if not self._save(job, waiting):
+            return DONE
+        metrics.add_metric("JobsWaiting", MetricUnit.Count, 1)
+        logger.debug("job waits %d s", delay)
+        return self._later(waiting, ref, delay)
 
     def _retry(self, job: Job, job_type: JobType, ref: QueueMessageRef, exc: Exception) -> Outcome:
         if job.attempts >= job.max_attempts:
             return self._fail(job, _describe(exc), "ATTEMPTS_EXHAUSTED", exc)
         now = self.now()
-        delay = retry_delay(job.attempts, job.retry_delay_seconds, job_type.policy.backoff)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:  # the provider said when (Retry-After)
+            delay = min(MAX_DELAY_SECONDS, round(retry_after))
+        else:
+            delay = retry_delay(job.attempts, job.retry_delay_seconds, job_type.policy.backoff)
+        delay = scaled(delay, self.delay_speedup)
         retrying = job.transition(
             JobStatus.RETRYING,
             now,
@@ -355,11 +491,18 @@ def _record_of(job_id: str, message: QueueMessage | None, ref: QueueMessageRef, 
     )
 
 
+OUTCOME_LIFETIME = timedelta(days=1)
+
+
+def _outcome_key(job: Job) -> str:
+    return f"outcome#{job.job_id}#{job.attempts}#{job.version}"
+
+
 def _jsonable(result: Any) -> Any:
     if isinstance(result, BaseModel):
         return result.model_dump(mode="json", by_alias=True)
     try:
-        json.dumps(result)
+        json.dumps(result, allow_nan=False)
     except (TypeError, ValueError):
         raise PermanentJobError(f"handler returned a {type(result).__name__}, which is not JSON") from None
     return result

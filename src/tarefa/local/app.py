@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,9 @@ class LocalApp:
         for function in self.stack.functions.values():
             function.environment.update(environment or {})
             os.environ.update(function.environment)
+            for layer in function.layers:  # Lambda puts a layer's python/ on the path
+                if str(layer) not in sys.path:
+                    sys.path.append(str(layer))
         wiring.reset()
         self.handlers: dict[str, Handler] = {
             logical_id: load_handler(function) for logical_id, function in self.stack.functions.items()

@@ -42,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="divide every rate() schedule's period by this (e.g. 60 turns minutes into seconds)",
     )
+    local.add_argument(
+        "--delay-speedup",
+        type=float,
+        default=1.0,
+        help="divide job delays and retry backoff by this (e.g. 60: a 28-minute ladder in 28 s)",
+    )
     local.add_argument("--verbose", action="store_true", help="show the functions' own JSON logs and metrics")
     local.add_argument(
         "--parameter-overrides",
@@ -84,6 +90,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _local(args: argparse.Namespace) -> int:
+    from tarefa.jobtypes import JobTypeError
     from tarefa.local.provision import check_parameters
     from tarefa.local.stack import LocalStack, PortInUseError
     from tarefa.local.template import load_template
@@ -100,6 +107,9 @@ def _local(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"tarefa local: {exc}", file=sys.stderr)
         return 2
+    if args.delay_speedup < 1 or args.schedule_speedup <= 0:
+        print("tarefa local: --delay-speedup must be >= 1 and --schedule-speedup > 0", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     stack = LocalStack(
         host=args.host,
@@ -108,6 +118,7 @@ def _local(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         test_jobs=not args.no_test_jobs,
         schedule_speedup=args.schedule_speedup,
+        delay_speedup=args.delay_speedup,
         verbose=args.verbose,
         log=lambda line: print(line, flush=True),
         parameters=parameters,
@@ -127,6 +138,10 @@ def _local(args: argparse.Namespace) -> int:
         stack.start()
     except PortInUseError as exc:
         print(f"tarefa local: {exc}", file=sys.stderr)
+        return 2
+    except JobTypeError as exc:  # a module of TAREFA_JOB_MODULES / JobModules is broken
+        print(f"tarefa local: {exc}", file=sys.stderr)
+        stack.stop()
         return 2
     print(stack.summary(), flush=True)
     print(f"Ready in {time.perf_counter() - started:.1f} s.", flush=True)

@@ -61,6 +61,7 @@ class Function:
     streams: list[StreamSource] = field(default_factory=list)
     schedules: list[ScheduleSource] = field(default_factory=list)
     routes: list[HttpRoute] = field(default_factory=list)
+    layers: list[Path] = field(default_factory=list)  # the layers' code, as Lambda mounts it
 
 
 @dataclass
@@ -213,6 +214,18 @@ def check_parameters(template: dict[str, Any], parameters: dict[str, str]) -> No
             raise ValueError(f"parameter {name}={value!r}: {spec.get('ConstraintDescription', pattern)}")
 
 
+def _layer_dirs(template: dict[str, Any], layers: list[Any]) -> list[Path]:
+    """The code directories (ContentUri) of the template's own layers a function uses."""
+    resources = template["Resources"]
+    found = []
+    for layer in layers:
+        name = layer.get("Ref") if isinstance(layer, dict) else None
+        spec = resources.get(name, {}) if name else {}
+        if spec.get("Type") == "AWS::Serverless::LayerVersion":
+            found.append(ROOT / spec["Properties"]["ContentUri"])
+    return found
+
+
 def _function(
     logical_id: str,
     spec: dict[str, Any],
@@ -234,6 +247,7 @@ def _function(
         timeout=int(resolver.resolve(props.get("Timeout", defaults.get("Timeout", 3)))),
         memory_mb=int(resolver.resolve(props.get("MemorySize", defaults.get("MemorySize", 128)))),
         environment={k: str(v) for k, v in environment.items()},
+        layers=_layer_dirs(template, props.get("Layers", defaults.get("Layers", []))),
     )
     arn_to_queue = {resolver.attributes[(q, "Arn")]: q for q in queue_urls}
     for name, event in props.get("Events", {}).items():

@@ -11,7 +11,7 @@ import hashlib
 import json
 import zlib
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 LIST_SHARDS = 4  # ByUser and ByCreated: written once per job
 SWEEP_SHARDS = 8  # Sweep: written on every claim and finish
-JSON_FIELDS = ("payload", "result", "errorDetails")
+JSON_FIELDS = ("payload", "result", "errorDetails", "progress")
 INDEX_ATTRIBUTES = ("userShard", "allShard", "createdKey", "sweepShard", "sweepAt", "expiresAt")
 
 
@@ -96,6 +96,27 @@ class DynamoJobStore:
         if item is None or int(item["expiration"]["N"]) < now.timestamp() or "jobId" not in item:
             return None
         return item["jobId"]["S"]
+
+    # -- steps a job recorded once (ctx.once), beside the idempotency keys ------------------
+    def get_step(self, key: str) -> str | None:
+        item = self.client.get_item(
+            TableName=self.idempotency_table, Key={"id": {"S": key}}, ConsistentRead=True
+        ).get("Item")
+        return item["value"]["S"] if item and "value" in item else None
+
+    def put_step(self, key: str, value: str, lifetime: timedelta) -> bool:
+        expires = int((datetime.now(UTC) + lifetime).timestamp())
+        try:
+            self.client.put_item(
+                TableName=self.idempotency_table,
+                Item={"id": {"S": key}, "value": {"S": value}, "expiration": {"N": str(expires)}},
+                ConditionExpression="attribute_not_exists(id)",
+            )
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
 
     def delete_finished(self, job_id: str, finished_before: datetime) -> bool:
         try:
