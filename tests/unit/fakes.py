@@ -74,6 +74,20 @@ class MemoryStore:
     def ping(self) -> None:
         return None
 
+    # -- StepStore (ctx.once and kept outcomes) ------------------------------------------------
+    steps: dict[str, str]
+
+    def get_step(self, key: str) -> str | None:
+        return getattr(self, "steps", {}).get(key)
+
+    def put_step(self, key: str, value: str, lifetime: timedelta) -> bool:
+        if not hasattr(self, "steps"):
+            self.steps = {}
+        if key in self.steps:
+            return False
+        self.steps[key] = value
+        return True
+
 
 class MemoryQueue:
     def __init__(self, fail_sends: bool = False) -> None:

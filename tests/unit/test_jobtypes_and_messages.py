@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from tarefa.errors import PermanentJobError, RetryableJobError, UnknownJobTypeError
 from tarefa.context import JobContext
+from tarefa.errors import PermanentJobError, RetryableJobError, UnknownJobTypeError
 from tarefa.jobtypes import FailPayload, default_registry, fail
 from tarefa.queue import PoisonMessageError, parse_message
 

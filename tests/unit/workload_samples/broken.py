@@ -1,0 +1,1 @@
+raise RuntimeError("this workload module is broken on purpose")
