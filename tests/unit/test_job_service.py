@@ -42,7 +42,8 @@ def test_invalid_payload_names_the_field() -> None:
     jobs, store, _ = service()
     with pytest.raises(ValidationFailedError) as raised:
         jobs.enqueue(ALICE, EnqueueRequest(type="system.fail", payload={"failTimes": -1}))
-    assert raised.value.details and raised.value.details[0]["field"] == "payload.failTimes"
+    details = raised.value.details
+    assert isinstance(details, list) and details[0]["field"] == "payload.failTimes"
     assert store.jobs == {}
 
 

@@ -17,6 +17,7 @@ __path__ = extend_path(__path__, __name__)
 
 if TYPE_CHECKING:
     from tarefa.backoff import DEFAULT_LADDER
+    from tarefa.cache import cache_family
     from tarefa.context import JobContext
     from tarefa.errors import PermanentJobError, RetryableJobError, RetryLater
     from tarefa.job import Priority
@@ -32,11 +33,13 @@ __all__ = [
     "Rate",
     "RetryLater",
     "RetryableJobError",
+    "cache_family",
     "job_type",
 ]
 
 _HOME = {
     "DEFAULT_LADDER": "tarefa.backoff",
+    "cache_family": "tarefa.cache",
     "JobContext": "tarefa.context",
     "PermanentJobError": "tarefa.errors",
     "RetryLater": "tarefa.errors",

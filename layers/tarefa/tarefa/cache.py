@@ -36,6 +36,21 @@ DEFAULT_TTLS: dict[str, int] = {
     "guest": 10 * 60,
     "job": 60 * 60,  # finished jobs never change; the hour bounds memory, not staleness
 }
+
+
+def cache_family(name: str, ttl_seconds: int) -> str:
+    """Declare a workload's key family and how long its entries stay fresh (at import, beside
+    its job types); TAREFA_CACHE_TTLS still overrides it. Returns the name."""
+    if not name or ":" in name:
+        raise ValueError(f"cache family {name!r}: a non-empty name without ':'")
+    if ttl_seconds < 1:
+        raise ValueError(f"cache family {name!r}: ttl_seconds must be at least 1")
+    if DEFAULT_TTLS.get(name, ttl_seconds) != ttl_seconds:
+        raise ValueError(f"cache family {name!r} is already declared with {DEFAULT_TTLS[name]} s")
+    DEFAULT_TTLS[name] = ttl_seconds
+    return name
+
+
 MAX_STALE_GRACE_SECONDS = 300
 LOCK_SECONDS = 10.0  # a loader that takes longer loses its lock; a second loader may start
 WAIT_SECONDS = 2.0  # how long a caller waits for another's load before loading itself

@@ -105,7 +105,7 @@ class RetryableJobError(Exception):
         self.retry_after = retry_after
 
 
-class RetryLater(Exception):  # noqa: N818 - not an error: "not yet", as a polling job says
+class RetryLater(Exception):
     """Raised by a job handler: nothing failed, the job is just not done yet (a payment not yet
     paid). The attempt counts toward maxAttempts, but not as a failure: no traceback, no
     JobsRetried/JobsFailed figure; the job returns after `seconds`."""

@@ -26,11 +26,15 @@ RECOVERY_RETRY_SECONDS = 60  # seed 000: a stuck job is retried a minute later
 
 
 class CleanupRequest(BaseModel):
-    older_than_seconds: int | None = Field(None, alias="olderThanSeconds", ge=0, le=10 * 365 * 86_400)
+    # Strict: JSON true/false, "5" and 5.0 are not ages. 0 means every finished job.
+    older_than_seconds: int | None = Field(
+        None, alias="olderThanSeconds", ge=0, le=10 * 365 * 86_400, strict=True
+    )
 
 
 class RecoverRequest(BaseModel):
-    stuck_after_seconds: int | None = Field(None, alias="stuckAfterSeconds", ge=1, le=7 * 86_400)
+    # 0 (or anything below the worker timeout) means as soon as the worker timeout allows.
+    stuck_after_seconds: int | None = Field(None, alias="stuckAfterSeconds", ge=0, le=7 * 86_400, strict=True)
 
 
 class Maintenance:
@@ -57,7 +61,8 @@ class Maintenance:
 
         The job cache never holds a job past its retention (JobService), so only a cleanup
         with a shorter cutoff than the retention has cache entries to drop."""
-        cutoff = self.now() - timedelta(seconds=older_than_seconds or self.retention_seconds)
+        age = self.retention_seconds if older_than_seconds is None else older_than_seconds
+        cutoff = self.now() - timedelta(seconds=age)
         gone = [
             job_id
             for job_id in self.store.sweep(Sweep.FINISHED, cutoff)
@@ -74,9 +79,11 @@ class Maintenance:
         """PROCESSING for too long -> RETRYING in a minute, requeued ("Job stuck").
 
         The threshold never goes below the worker's timeout: a lease that old belongs to an
-        invocation Lambda has already stopped, so no job ever runs twice at once.
+        invocation Lambda has already stopped, so no job ever runs twice at once. A shorter
+        `stuck_after_seconds`, 0 included, means the worker's timeout.
         """
-        threshold = max(stuck_after_seconds or self.stuck_after_seconds, self.lease_seconds)
+        asked = self.stuck_after_seconds if stuck_after_seconds is None else stuck_after_seconds
+        threshold = max(asked, self.lease_seconds)
         cutoff = self.now() - timedelta(seconds=threshold)
         recovered = sum(
             1 for job_id in self.store.sweep(Sweep.PROCESSING, cutoff) if self._recover(job_id, cutoff)

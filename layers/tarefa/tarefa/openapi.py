@@ -24,7 +24,7 @@ from tarefa.jobs import CancelRequest, EnqueueRequest, ListRequest
 from tarefa.maintenance import CleanupRequest, RecoverRequest
 from tarefa.queues import QueuesOverview, QueueView
 
-INTERNAL_JOB_FIELDS = ("runAt", "held", "version", "retryDelaySeconds")
+INTERNAL_JOB_FIELDS = ("runAt", "held", "version", "retryDelaySeconds", "wake", "crashes")
 
 
 class ErrorBody(BaseModel):
@@ -46,6 +46,19 @@ class DeadLetterList(BaseModel):
     items: list[DeadLetterEntry]
 
 
+class JobTypeInfo(BaseModel):
+    name: str
+    aliases: list[str]
+    priority: str
+    max_attempts: int = Field(alias="maxAttempts")
+    timeout_seconds: int = Field(alias="timeoutSeconds")
+    payload_schema: dict[str, Any] = Field(alias="payloadSchema", description="JSON Schema of the payload")
+
+
+class JobTypeList(BaseModel):
+    items: list[JobTypeInfo]
+
+
 @dataclass(frozen=True)
 class RouteDoc:
     method: str
@@ -57,11 +70,13 @@ class RouteDoc:
     query: type[BaseModel] | None = None
     admin: bool = False
     errors: tuple[int, ...] = field(default=(400, 401, 404, 422))
+    public: bool = False  # no JWT: open, or checked another way (a provider's signature)
 
 
 def routes() -> list[RouteDoc]:
     return [
-        RouteDoc("GET", "/health", "Health of DynamoDB, SQS and the cache (no token)", errors=(503,)),
+        RouteDoc("GET", "/health", "Health of DynamoDB, SQS and the cache (no token)", errors=(503,), public=True),
+        RouteDoc("GET", "/job-types", "The job types this deployment runs, with their payload schemas", 200, JobTypeList, errors=(401,)),
         RouteDoc("POST", "/jobs", "Enqueue a job", 202, Job, EnqueueRequest, errors=(400, 401, 413, 422, 429, 503)),
         RouteDoc("GET", "/jobs", "Your jobs (every job for admins), newest first", 200, JobPage, query=ListRequest),
         RouteDoc("GET", "/jobs/{jobId}", "One job (X-Cache: HIT when a finished job came from the cache)", 200, Job),
@@ -76,12 +91,13 @@ def routes() -> list[RouteDoc]:
         RouteDoc("POST", "/queues/{priority}/dead-letters/redrive", "Move chosen dead letters back", 200, DeadLetterReport, RedriveRequest, admin=True),
         RouteDoc("POST", "/queues/{priority}/dead-letters/purge", "Delete chosen dead letters; their jobs end FAILED", 200, DeadLetterReport, PurgeRequest, admin=True),
         RouteDoc("GET", "/openapi.json", "This document"),
-        RouteDoc("GET", "/docs", "Interactive documentation (an HTML page; no token)", errors=()),
-        RouteDoc("GET", "/dashboard", "The operators' web dashboard (an HTML page; no token)", errors=()),
+        RouteDoc("GET", "/docs", "Interactive documentation (an HTML page; no token)", errors=(), public=True),
+        RouteDoc("GET", "/dashboard", "The operators' web dashboard (an HTML page; no token)", errors=(), public=True),
     ]  # fmt: skip
 
 
-def document(server_url: str = "/") -> dict[str, Any]:
+def document(server_url: str = "/", job_types: list[str] | None = None) -> dict[str, Any]:
+    """`job_types`: the names (and aliases) POST /jobs accepts, listed in its schema."""
     documented = routes()
     responses_models = {r.response for r in documented if r.response is not None} | {ErrorResponse}
     body_models = {r.body for r in documented if r.body is not None}
@@ -94,6 +110,8 @@ def document(server_url: str = "/") -> dict[str, Any]:
     components: dict[str, Any] = schema.get("$defs", {})
     for prop in INTERNAL_JOB_FIELDS:  # what Job.public() leaves out
         components["Job"]["properties"].pop(prop, None)
+    if job_types:
+        components["EnqueueRequest"]["properties"]["type"]["enum"] = sorted(job_types)
 
     def ref(model: type[BaseModel]) -> dict[str, Any]:
         return {"$ref": f"#/components/schemas/{model.__name__}"}
@@ -124,8 +142,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
         for status in sorted({*route.errors, *((401, 403) if route.admin else ())}):
             responses[str(status)] = {"description": _reason(status), "content": {"application/json": {"schema": ref(ErrorResponse)}}}  # fmt: skip
         operation["responses"] = responses
-        if route.path not in ("/health", "/docs", "/dashboard"):
-            operation["security"] = [{"bearer": []}]
+        operation["security"] = [] if route.public else [{"bearer": []}]
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",

@@ -171,7 +171,7 @@ class WindowFigures(CamelModel):
     avg_processing_ms: float | None
     p95_processing_ms: float | None
     avg_queue_wait_ms: float | None
-    error_rate: float | None  # failed / (completed + failed)
+    error_rate: float | None  # failed / (completed + failed), of the rounded counts; None if both 0
 
 
 class QueueFigures(CamelModel):
@@ -188,17 +188,19 @@ def window(minutes: Mapping[datetime, MinuteFigures], now: datetime, length: int
         if overlap > timedelta(0):
             total.merge(figures, min(1.0, overlap / elapsed))
     finished = total.completed + total.failed
+    # The error rate is that of the counts shown: 0 failed of 0 is no rate, never 100%.
+    completed, failed = round(total.completed), round(total.failed)
     p95 = percentile(total.histogram, 0.95)
     return WindowFigures(
         minutes=length,
-        completed=round(total.completed),
-        failed=round(total.failed),
+        completed=completed,
+        failed=failed,
         retried=round(total.retried),
         processing_rate_per_minute=round(finished / length, 2),
         avg_processing_ms=round(total.processing_ms / total.runs, 1) if total.runs else None,
         p95_processing_ms=round(p95, 1) if p95 is not None else None,
         avg_queue_wait_ms=round(total.wait_ms / total.claims, 1) if total.claims else None,
-        error_rate=round(total.failed / finished, 4) if finished else None,
+        error_rate=round(failed / (completed + failed), 4) if completed + failed else None,
     )
 
 

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from tarefa.local.app import LocalApp, redis_overrides
 from tarefa.local.auth import LocalAuthority, TokenError
 from tarefa.local.provision import Function, ScheduleSource, SqsSource
 from tarefa.local.runtime import Handler, StreamPoller, invoke, match_route, process_batch, receive
-from tarefa.local.schedules import cron_matches, rate_seconds
+from tarefa.local.schedules import Cron, parse_schedule
 
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's own limit for HTTP APIs
 Log = Callable[[str], None]
@@ -80,6 +81,7 @@ class LocalStack:
         state_dir: Path = Path(".tarefa"),
         test_jobs: bool = True,
         schedule_speedup: float = 1.0,
+        delay_speedup: float = 1.0,
         verbose: bool = False,
         log: Log = print,
         parameters: dict[str, str] | None = None,
@@ -93,6 +95,7 @@ class LocalStack:
         self.state_dir = state_dir
         self.test_jobs = test_jobs
         self.schedule_speedup = schedule_speedup
+        self.delay_speedup = delay_speedup
         self.verbose = verbose
         self.parameters = dict(parameters or {})
         self.redis_url = redis_url
@@ -133,6 +136,8 @@ class LocalStack:
         if self.redis_url:
             redis_parameters, environment = redis_overrides(self.redis_url)
             parameters.update(redis_parameters)
+        if self.delay_speedup != 1:
+            environment["TAREFA_DELAY_SPEEDUP"] = str(self.delay_speedup)
         self.app = LocalApp(clients["sqs"], clients["dynamodb"], parameters, environment)
         container = wiring.container()
         # Before any service is built (they all take the store from the container): log every write.
@@ -207,12 +212,15 @@ class LocalStack:
         return f"dynamodb table {self.app.stack.tables.get('CacheTable', '(none)')} (set REDIS_URL for Redis)"
 
     def stop(self) -> None:
+        """Also after a start that failed half-way (a broken job module)."""
         self.stopping.set()
-        self.http.shutdown()
-        self.http.server_close()
+        if hasattr(self, "http"):
+            self.http.shutdown()
+            self.http.server_close()
         for thread in self.threads:
             thread.join(timeout=5)
-        self.emulator.stop()
+        if hasattr(self, "emulator"):
+            self.emulator.stop()
 
     # -- invocations -----------------------------------------------------------------------
     def call_api(
@@ -308,29 +316,35 @@ class LocalStack:
 
     # -- schedules -------------------------------------------------------------------------
     def _schedule(self) -> None:
-        plans: list[tuple[Function, ScheduleSource, float | None]] = []
+        """Fire the template's schedules. Each expression is parsed first: one that cannot run
+        here is logged once and left out, and the others run as usual."""
+        plans: list[tuple[Function, ScheduleSource, float | None, Cron | None]] = []
         for function in self.app.stack.functions.values():
             for schedule in function.schedules:
-                seconds = rate_seconds(schedule.expression)
-                plans.append(
-                    (function, schedule, seconds / self.schedule_speedup if seconds is not None else None)
-                )
-        handlers = {f.logical_id: self.app.new_handler(f) for f, _, _ in plans}
+                try:
+                    parsed = parse_schedule(schedule.expression)
+                except ValueError as exc:
+                    self.log(f"CRON {schedule.name} disabled: {exc}")
+                    continue
+                if isinstance(parsed, Cron):
+                    plans.append((function, schedule, None, parsed))
+                else:
+                    plans.append((function, schedule, parsed / self.schedule_speedup, None))
+        handlers = {f.logical_id: self.app.new_handler(f) for f, _, _, _ in plans}
         started = time.monotonic()
-        next_rate = {s.name: started + every for _, s, every in plans if every}
+        next_rate = {s.name: started + every for _, s, every, _ in plans if every is not None}
         last_cron_minute: dict[str, str] = {}
         while not self.stopping.wait(0.2):
             now = datetime.now(UTC)
-            for function, schedule, every in plans:
+            for function, schedule, every, cron in plans:
                 if every is not None:
                     if time.monotonic() < next_rate[schedule.name]:
                         continue
                     next_rate[schedule.name] += every
                 else:
+                    assert cron is not None
                     minute = now.strftime("%Y%m%d%H%M")
-                    if last_cron_minute.get(schedule.name) == minute or not cron_matches(
-                        schedule.expression, now
-                    ):
+                    if last_cron_minute.get(schedule.name) == minute or not cron.matches(now):
                         continue
                     last_cron_minute[schedule.name] = minute
                 self.fire(function, handlers[function.logical_id], schedule)
@@ -345,33 +359,27 @@ class LocalStack:
 
 
 class _ApiRequestHandler(BaseHTTPRequestHandler):
+    """The HTTP API's front door. Every method, GET or TRACE or one never heard of, takes the
+    same way to the template's routes, so one with no route is API Gateway's JSON 404; what the
+    standard library refuses itself (a request line or headers it cannot read) is JSON too."""
+
     local: LocalStack
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
+    def __getattr__(self, name: str) -> Callable[[], None]:
+        # BaseHTTPRequestHandler dispatches on do_<METHOD> and answers 501 when there is none.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _serve(self) -> None:
         started = time.perf_counter()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_REQUEST_BYTES:
-            status, headers, text = (
-                413,
-                {"content-type": "application/json"},
-                '{"message":"Request Entity Too Large"}',
-            )
+        length = self._content_length()
+        if length is None:
+            status, headers, text = _gateway_answer(400, "Bad Request")
+            self.close_connection = True
+        elif length > MAX_REQUEST_BYTES:
+            status, headers, text = _gateway_answer(413, "Request Entity Too Large")
             self.close_connection = True
         else:
             body = self.rfile.read(length) if length else b""
@@ -382,11 +390,17 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
                 )
             except Exception as exc:
                 self.local.log(f"API  internal error: {type(exc).__name__}: {exc}")
-                status, headers, text = (
-                    500,
-                    {"content-type": "application/json"},
-                    '{"message":"Internal Server Error"}',
-                )
+                status, headers, text = _gateway_answer(500, "Internal Server Error")
+        self._answer(status, headers, text)
+        elapsed = (time.perf_counter() - started) * 1000
+        self.local.log(f"API  {self.command} {self.path.split('?', 1)[0]} {status} {elapsed:.0f}ms")
+
+    def _content_length(self) -> int | None:
+        """The body's length; None when Content-Length is not a non-negative number."""
+        given = (self.headers.get("Content-Length") or "0").strip()
+        return int(given) if given.isascii() and given.isdigit() else None
+
+    def _answer(self, status: int, headers: dict[str, str], text: str) -> None:
         payload = text.encode()
         self.send_response(status)
         for name, value in headers.items():
@@ -394,9 +408,27 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        self.wfile.write(payload)
-        elapsed = (time.perf_counter() - started) * 1000
-        self.local.log(f"API  {self.command} {self.path.split('?', 1)[0]} {status} {elapsed:.0f}ms")
+        if self.command != "HEAD" and status >= 200 and status not in (204, 304):  # no body, ever
+            self.wfile.write(payload)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's own refusals, as JSON instead of its HTML page."""
+        status, headers, text = _gateway_answer(code, _phrase(code))
+        self.local.log(f"API  refused: {code} {message or _phrase(code)}")
+        headers["connection"] = "close"  # send_header then closes the connection after this
+        self._answer(status, headers, text)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silenced: _serve logs one line per request itself."""
+
+
+def _phrase(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Error"
+
+
+def _gateway_answer(status: int, message: str) -> tuple[int, dict[str, str], str]:
+    """An answer API Gateway gives itself: `{"message": ...}`."""
+    return status, {"content-type": "application/json"}, json.dumps({"message": message})
