@@ -102,19 +102,10 @@ class Maintenance:
         ):
             return False
         now = self.now()
-        details = {"code": "STUCK", "attempt": job.attempts}
-        if job.attempts >= job.max_attempts:
-            changed = job.transition(
-                JobStatus.FAILED, now, error="Job stuck", error_details=details, processing_completed_at=now
-            )
-        else:
-            changed = job.transition(
-                JobStatus.RETRYING,
-                now,
-                error="Job stuck",
-                error_details=details,
-                next_retry_at=now + timedelta(seconds=RECOVERY_RETRY_SECONDS),
-            )
+        # A worker that died does not use up an attempt (Job.lost_attempt): the stuck job runs
+        # again in a minute, unless its workers keep dying (WORKER_CRASHED).
+        retry_at = now + timedelta(seconds=RECOVERY_RETRY_SECONDS)
+        changed = job.lost_attempt(now, "Job stuck", "STUCK", retry_at)
         try:
             self.store.put(changed, expected_version=job.version)
         except ConflictError:
