@@ -27,6 +27,14 @@ class _Camel(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="allow")  # newer servers may add fields
 
 
+class Progress(_Camel):
+    """How far a running job says it is (ctx.progress in its handler)."""
+
+    percent: int
+    message: str | None = None
+    updated_at: datetime = Field(alias="updatedAt")
+
+
 class Job(_Camel):
     job_id: str = Field(alias="jobId")
     type: str
@@ -44,10 +52,22 @@ class Job(_Camel):
     created_at: datetime = Field(alias="createdAt")
     updated_at: datetime = Field(alias="updatedAt")
     dead_lettered: bool = Field(False, alias="deadLettered")
+    progress: Progress | None = None
 
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL
+
+
+class JobTypeInfo(_Camel):
+    """One job type a deployment runs (GET /job-types)."""
+
+    name: str
+    aliases: list[str] = Field(default_factory=list)
+    priority: str
+    max_attempts: int = Field(alias="maxAttempts")
+    timeout_seconds: int = Field(alias="timeoutSeconds")
+    payload_schema: dict[str, Any] = Field(alias="payloadSchema")
 
 
 class JobPage(_Camel):
@@ -270,6 +290,10 @@ class TarefaClient:
 
     def queues(self) -> builtins.list[Queue]:
         return self.overview().queues
+
+    def job_types(self) -> builtins.list[JobTypeInfo]:
+        """The job types this deployment runs, with their payload schemas."""
+        return [JobTypeInfo.model_validate(t) for t in self._call("GET", "/job-types")["items"]]
 
     def overview(self) -> Overview:
         """Every queue, and the job counts and windows of all of them together."""

@@ -32,7 +32,19 @@ EXIT_OF: dict[type[api.TarefaClientError], int] = {
     api.InvalidRequestError: 7,
     api.UnavailableError: 8,
 }
-COMMANDS = ("enqueue", "status", "list", "cancel", "retry", "queues", "pause", "resume", "dlq", "watch")
+COMMANDS = (
+    "enqueue",
+    "status",
+    "list",
+    "cancel",
+    "retry",
+    "types",
+    "queues",
+    "pause",
+    "resume",
+    "dlq",
+    "watch",
+)
 
 
 def add_commands(commands: Any) -> None:
@@ -72,6 +84,7 @@ def add_commands(commands: Any) -> None:
     retry = commands.add_parser("retry", parents=[common], help="run a FAILED job again")
     retry.add_argument("job_id")
 
+    commands.add_parser("types", parents=[common], help="the job types the deployment runs")
     commands.add_parser("queues", parents=[common], help="queue depths and states (admin)")
     for name in ("pause", "resume"):
         command = commands.add_parser(name, parents=[common], help=f"{name} consumption of a queue (admin)")
@@ -190,6 +203,26 @@ def _retry(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: An
     return 0
 
 
+def _types(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: Any) -> int:
+    types = client.job_types()
+    if args.json:
+        print(json.dumps([t.model_dump(mode="json", by_alias=True) for t in types]), file=out)
+        return 0
+    rows = [
+        [
+            t.name,
+            ", ".join(t.aliases) or "-",
+            t.priority,
+            str(t.max_attempts),
+            f"{t.timeout_seconds} s",
+            ", ".join(t.payload_schema.get("properties", {})) or "(any JSON)",
+        ]
+        for t in types
+    ]
+    print(_table(["TYPE", "ALIASES", "PRIORITY", "ATTEMPTS", "TIMEOUT", "PAYLOAD FIELDS"], rows), file=out)
+    return 0
+
+
 def _queues(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: Any) -> int:
     overview = client.overview()
     if args.json:
@@ -272,6 +305,7 @@ def _watch(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: An
 HANDLERS: dict[str, Callable[[api.TarefaClient, argparse.Namespace, Any, Any], int]] = {
     "enqueue": _enqueue,
     "status": _status,
+    "types": _types,
     "list": _list,
     "cancel": _cancel,
     "retry": _retry,
@@ -293,6 +327,9 @@ def _describe(job: api.Job) -> str:
         f"{job.job_id}  {job.type}  {job.status}",
         f"  priority {job.priority}, attempts {job.attempts}/{job.max_attempts}, updated {job.updated_at:%Y-%m-%d %H:%M:%S} UTC",
     ]
+    if job.progress is not None:
+        note = f" ({job.progress.message})" if job.progress.message else ""
+        lines.append(f"  progress: {job.progress.percent}%{note}")
     if job.error:
         lines.append(f"  error: {job.error}")
     if job.result is not None:

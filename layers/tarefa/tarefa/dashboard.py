@@ -98,7 +98,7 @@ async function refresh() {
     const jBody = $('jobs').tBodies[0]; jBody.innerHTML = '';
     for (const j of jobs.items) {
       const row = jBody.insertRow(); row.dataset.jobId = j.jobId;
-      cell(row, j.jobId); cell(row, j.type); cell(row, j.status, j.status); cell(row, j.priority);
+      cell(row, j.jobId); cell(row, j.type); cell(row, j.status + (j.progress && ['PROCESSING', 'RETRYING'].includes(j.status) ? ' ' + j.progress.percent + '%' : ''), j.status); cell(row, j.priority);
       cell(row, j.attempts + '/' + j.maxAttempts); cell(row, new Date(j.updatedAt).toLocaleTimeString());
       const td = row.insertCell();
       if (['PENDING', 'RETRYING', 'FAILED'].includes(j.status)) button(td, 'Cancel', () => api('POST', 'jobs/' + encodeURIComponent(j.jobId) + '/cancel', {reason: 'Cancelled from the dashboard'}));
