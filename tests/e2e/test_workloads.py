@@ -1,0 +1,89 @@
+"""A workload's job types on `tarefa local`, as a new user meets them: listed, enqueued by an
+alias, run with progress, and a broken module stopping the start with its name."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tarefa.local.process import free_port
+
+from .conftest import BIN, RunningStack
+from .test_cli_and_client import cli
+
+
+def test_the_demo_workload_is_listed_and_runs(stack: RunningStack) -> None:
+    token = stack.token("ana")
+    status, types = stack.request("GET", "/job-types", token=token)
+    assert status == 200
+    greet = next(t for t in types["items"] if t["name"] == "demo.greet")
+    assert greet["aliases"] == ["DEMO_GREET"] and greet["payloadSchema"]["required"] == ["name"]
+    status, job = stack.request(
+        "POST", "/jobs", {"type": "DEMO_GREET", "payload": {"name": "Ana", "language": "pt"}}, token=token
+    )
+    assert status == 202 and job["type"] == "demo.greet"
+    stack.wait_for_status(job["jobId"], token, "COMPLETED")
+    _, done = stack.request("GET", f"/jobs/{job['jobId']}", token=token)
+    assert done["result"]["greeting"] == "Olá, Ana!"
+    assert done["progress"]["percent"] == 100 and done["progress"]["message"] == "greeted"
+
+
+def test_an_unknown_type_says_which_exist(stack: RunningStack) -> None:
+    status, answer = stack.request("POST", "/jobs", {"type": "demo.nope"}, token=stack.token("ana"))
+    assert status == 400 and answer["error"]["code"] == "UNKNOWN_JOB_TYPE"
+    assert {"demo.greet", "system.echo"} <= set(answer["error"]["details"]["knownTypes"])
+
+
+def test_tarefa_types_lists_them(stack: RunningStack) -> None:
+    shown = cli(stack, "types")
+    assert shown.returncode == 0, shown.stderr
+    assert "demo.greet" in shown.stdout and "DEMO_GREET" in shown.stdout and "PAYLOAD FIELDS" in shown.stdout
+    as_json = json.loads(cli(stack, "types", "--json").stdout)
+    assert "system.echo" in {t["name"] for t in as_json}
+
+
+def test_a_module_that_cannot_be_imported_stops_the_start_naming_it(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            str(BIN / "tarefa"),
+            "--state-dir",
+            str(tmp_path),
+            "local",
+            "--api-port",
+            str(free_port()),
+            "--aws-port",
+            str(free_port()),
+            "--parameter-overrides",
+            "JobModules=demo,no_such_workload",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cannot import 'no_such_workload'" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+
+
+def test_delay_speedup_divides_backoff_so_a_long_ladder_can_be_watched(tmp_path: Path) -> None:
+    from .conftest import start_stack
+
+    fast = start_stack(tmp_path, "--delay-speedup", "60")
+    try:
+        token = fast.token("ana")
+        status, job = fast.request(
+            "POST",
+            "/jobs",
+            {"type": "system.fail", "payload": {"failTimes": 1}, "retryDelaySeconds": 120},
+            token=token,
+        )
+        assert status == 202
+        # 120 s of backoff becomes 2 s: the retry lands well inside the wait
+        seen = fast.wait_for_status(job["jobId"], token, "COMPLETED", timeout=30)
+        assert "RETRYING" in seen
+        _, done = fast.request("GET", f"/jobs/{job['jobId']}", token=token)
+        assert done["attempts"] == 2
+    finally:
+        fast.stop()
