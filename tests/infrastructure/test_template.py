@@ -245,19 +245,24 @@ def test_redis_cache_is_serverless_with_tls_and_an_rbac_user_limited_to_the_stag
 
 
 def test_functions_join_the_vpc_only_when_redis_is_chosen() -> None:
-    vpc = TEMPLATE["Globals"]["Function"]["VpcConfig"]
-    assert vpc == {
+    """Only the functions that use the cache join its VPC, each through its own VpcConfig (a
+    Globals one would also reach StatsFunction, and an AWS::NoValue override there would still
+    give its role SAM's VPC-access managed policy)."""
+    vpc = {
         "Fn::If": [
             "UseRedis",
             {"SubnetIds": {"Ref": "CacheSubnetIds"}, "SecurityGroupIds": {"Ref": "CacheSecurityGroupIds"}},
             {"Ref": "AWS::NoValue"},
         ]
     }
+    assert "VpcConfig" not in TEMPLATE["Globals"]["Function"]
     functions = [k for k, v in RESOURCES.items() if v["Type"] == "AWS::Serverless::Function"]
-    assert all("VpcConfig" not in props(f) for f in functions)  # none opts in on its own
+    for function in functions:
+        uses_cache = {"Ref": "CacheAccessPolicy"} in props(function).get("Policies", [])
+        assert props(function).get("VpcConfig") == (vpc if uses_cache else None), function
     endpoints = {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::EC2::VPCEndpoint"}
     services = {v["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[1] for v in endpoints.values()}
-    assert services == {"dynamodb", "sqs", "secretsmanager"}
+    assert services == {"dynamodb", "sqs", "secretsmanager", "lambda"}
     assert all(v["Condition"] == "CreateCacheEndpoints" for v in endpoints.values())
     rules = TEMPLATE["Rules"]["RedisNeedsAVpc"]
     assert rules["RuleCondition"] == {"Fn::Equals": [{"Ref": "CacheBackend"}, "redis"]}
@@ -398,3 +403,279 @@ def test_job_figures_are_folded_from_the_jobs_stream_into_their_own_table() -> N
     }
     assert writers == {"StatsFunction"}
     assert props("ApiFunction")["Environment"]["Variables"]["STATS_TABLE"] == {"Ref": "StatsTable"}
+
+
+# -- workloads -------------------------------------------------------------------------------------
+
+
+def test_the_workload_modules_and_the_outbound_allow_list_reach_the_functions() -> None:
+    parameters = TEMPLATE["Parameters"]
+    assert parameters["JobModules"]["Default"] == "demo"
+    assert parameters["HttpAllow"]["Default"] == ""
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["TAREFA_JOB_MODULES"] == {"Ref": "JobModules"}
+    assert env["TAREFA_HTTP_ALLOW"] == {"Ref": "HttpAllow"}
+
+
+def test_workloads_ship_in_a_layer_of_their_own_beside_the_engine() -> None:
+    assert TEMPLATE["Globals"]["Function"]["Layers"] == [{"Ref": "TarefaLayer"}, {"Ref": "ExamplesLayer"}]
+    engine, examples = RESOURCES["TarefaLayer"], RESOURCES["ExamplesLayer"]
+    assert examples["Type"] == "AWS::Serverless::LayerVersion"
+    assert examples["Metadata"] == engine["Metadata"]  # built the same way: python3.13, arm64
+    layer = examples["Properties"]
+    assert layer["ContentUri"] == "examples"
+    assert layer["LayerName"] == {"Fn::Sub": "tarefa-examples-${Stage}"}
+    for key in ("CompatibleRuntimes", "CompatibleArchitectures", "RetentionPolicy"):
+        assert layer[key] == engine["Properties"][key], key
+    for spec in (engine, examples):  # sam build's python workflow reads the requirements
+        assert (ROOT / spec["Properties"]["ContentUri"] / "requirements.txt").is_file()
+
+
+def test_the_job_types_route_is_declared_and_authorized() -> None:
+    event = props("ApiFunction")["Events"]["ListJobTypes"]
+    assert event == {
+        "Type": "HttpApi",
+        "Properties": {"ApiId": {"Ref": "HttpApi"}, "Method": "GET", "Path": "/job-types"},
+    }
+
+
+def test_the_worker_may_record_steps_enqueue_chained_jobs_and_read_its_secrets() -> None:
+    by_sid = {s["Sid"]: s for s in statements("WorkerFunction")}
+    # A chained enqueue is a TransactWriteItems of one PutItem on each table: IAM checks PutItem.
+    assert set(by_sid["Jobs"]["Action"]) >= {"dynamodb:PutItem"}
+    assert by_sid["IdempotencyKeysAndSteps"]["Action"] == ["dynamodb:GetItem", "dynamodb:PutItem"]
+    assert by_sid["IdempotencyKeysAndSteps"]["Resource"] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+    assert "dynamodb:TransactWriteItems" not in {a for s in by_sid.values() for a in s["Action"]}
+    secrets = by_sid["JobSecrets"]
+    assert secrets["Action"] == ["secretsmanager:GetSecretValue"]
+    assert RESOLVE(secrets["Resource"]) == "arn:aws:secretsmanager:us-east-1:123456789012:secret:tarefa/dev/*"
+    assert {"sqs:SendMessage"} <= set(by_sid["RetryAndRequeue"]["Action"])
+
+
+# -- reliability -----------------------------------------------------------------------------------
+
+NO_VALUE = "<AWS::NoValue>"
+GATEWAY_SERVICES = {"dynamodb", "s3"}  # the services AWS offers gateway endpoints for
+
+
+def resolver_for(**parameters: str) -> Resolver:
+    resolver = Resolver(TEMPLATE, dict(parameters))
+    resolver.pseudo["AWS::NoValue"] = NO_VALUE
+    for logical_id, spec in RESOURCES.items():
+        resolver.refs.setdefault(logical_id, f"local-{logical_id}")
+        for event in spec.get("Properties", {}).get("Events", {}):  # SAM's ids: function + event
+            resolver.refs.setdefault(logical_id + event, f"local-{logical_id}{event}")
+    return resolver
+
+
+def functions() -> list[str]:
+    return [k for k, v in RESOURCES.items() if v["Type"] == "AWS::Serverless::Function"]
+
+
+def effective_actions(logical_id: str, resolver: Resolver) -> set[str]:
+    """Every IAM action a function's own policies grant under these parameters. Fails on a
+    policy form it cannot read (a SAM policy template, a managed policy ARN), so none is missed."""
+    actions: set[str] = set()
+    for declared in props(logical_id).get("Policies", []):
+        ref = declared.get("Ref") if isinstance(declared, dict) else None
+        policy = props(ref)["PolicyDocument"] if ref in RESOURCES else declared
+        assert isinstance(policy, dict) and set(policy) <= {"Statement", "Version"}, (logical_id, policy)
+        for statement in resolver.resolve(policy["Statement"]):
+            if statement == NO_VALUE:
+                continue
+            granted = statement["Action"]
+            actions.update([granted] if isinstance(granted, str) else granted)
+    return actions
+
+
+def joins_the_vpc(logical_id: str, resolver: Resolver) -> bool:
+    """SAM's Globals rule: a function's own VpcConfig replaces the Globals one."""
+    vpc = props(logical_id).get("VpcConfig", TEMPLATE["Globals"]["Function"].get("VpcConfig"))
+    return vpc is not None and resolver.resolve(vpc) != NO_VALUE
+
+
+def test_every_aws_service_the_vpc_functions_call_has_an_endpoint() -> None:
+    """With the Redis backend and no NAT, a call to a service without an endpoint times out
+    (GET /queues and pause did, for lambda:*). The services are derived from the IAM actions of
+    the functions in the VPC, so a new action brings its endpoint or fails here."""
+    resolver = resolver_for(CacheBackend="redis", CreateVpcEndpoints="true")
+    in_vpc = [f for f in functions() if joins_the_vpc(f, resolver)]
+    assert set(in_vpc) == {"ApiFunction", "WorkerFunction", "MaintenanceFunction"}
+    needed = {action.split(":", 1)[0] for f in in_vpc for action in effective_actions(f, resolver)}
+    assert {"dynamodb", "sqs", "secretsmanager", "lambda"} <= needed
+    endpoints: dict[str, str] = {}
+    for logical_id, spec in RESOURCES.items():
+        if spec["Type"] != "AWS::EC2::VPCEndpoint" or not resolver.exists(spec):
+            continue
+        endpoint = resolver.resolve(spec["Properties"])
+        prefix = "com.amazonaws.us-east-1."
+        assert endpoint["ServiceName"].startswith(prefix), logical_id
+        service = endpoint["ServiceName"].removeprefix(prefix)
+        endpoints[service] = endpoint["VpcEndpointType"]
+        assert endpoint["VpcId"] == resolver.parameters["CacheVpcId"]
+        if endpoint["VpcEndpointType"] == "Interface":
+            assert endpoint["PrivateDnsEnabled"] is True, logical_id  # the SDKs' default hostnames
+            assert spec["Properties"]["SubnetIds"] == {"Ref": "CacheSubnetIds"}, logical_id
+            assert spec["Properties"]["SecurityGroupIds"] == {"Ref": "CacheSecurityGroupIds"}, logical_id
+        else:
+            assert spec["Properties"]["RouteTableIds"] == {"Ref": "CacheRouteTableIds"}, logical_id
+    assert set(endpoints) == needed  # each one needed, none missing
+    for service, kind in endpoints.items():
+        assert kind == ("Gateway" if service in GATEWAY_SERVICES else "Interface"), service
+    # Without the parameter that turns them off, the gateway endpoint must get its route tables.
+    rule = TEMPLATE["Rules"]["EndpointsNeedRouteTables"]
+    assert rule["RuleCondition"] == {
+        "Fn::And": [
+            {"Fn::Equals": [{"Ref": "CacheBackend"}, "redis"]},
+            {"Fn::Equals": [{"Ref": "CreateVpcEndpoints"}, "true"]},
+        ]
+    }
+    assert not any(
+        resolver_for(CacheBackend="redis", CreateVpcEndpoints="false").exists(RESOURCES[e])
+        for e in RESOURCES
+        if RESOURCES[e]["Type"] == "AWS::EC2::VPCEndpoint"
+    )
+
+
+def test_the_stats_function_stays_out_of_the_vpc() -> None:
+    """It only talks to DynamoDB: no VPC with any backend, and no ENI rights on its role."""
+    for backend in ("dynamodb", "redis"):
+        assert not joins_the_vpc("StatsFunction", resolver_for(CacheBackend=backend)), backend
+    assert {a.split(":", 1)[0] for a in effective_actions("StatsFunction", resolver_for())} == {"dynamodb"}
+    expanded = sam_expanded()
+    assert "VpcConfig" not in expanded["StatsFunction"]["Properties"]
+    managed = expanded["StatsFunctionRole"]["Properties"]["ManagedPolicyArns"]
+    assert not any("VPCAccess" in str(arn) for arn in managed), managed
+
+
+def test_metrics_namespace_is_per_stage_and_alarms_and_the_dashboard_read_it() -> None:
+    import json
+
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["POWERTOOLS_SERVICE_NAME"] == "tarefa"
+    namespaces = {}
+    for stage in ("dev", "prod", "pr-42"):
+        resolver = resolver_for(Stage=stage)
+        namespace = resolver.resolve(env["POWERTOOLS_METRICS_NAMESPACE"])
+        namespaces[stage] = namespace
+        service = resolver.resolve(env["POWERTOOLS_SERVICE_NAME"])
+        custom = 0
+        for logical_id, spec in RESOURCES.items():
+            if spec["Type"] != "AWS::CloudWatch::Alarm":
+                continue
+            alarm_props = resolver.resolve(spec["Properties"])
+            metrics = [m["MetricStat"]["Metric"] for m in alarm_props.get("Metrics", []) if "MetricStat" in m]
+            if "Namespace" in alarm_props:
+                metrics.append(alarm_props)
+            for metric in metrics:
+                if not metric["Namespace"].startswith("AWS/"):
+                    custom += 1
+                    assert metric["Namespace"] == namespace, logical_id
+                    assert metric["Dimensions"] == [{"Name": "service", "Value": service}], logical_id
+        assert custom >= 2  # the failure rate reads JobsFailed and JobsCompleted
+        body = json.loads(resolver.resolve(props("Dashboard")["DashboardBody"]))
+        rows = [
+            row
+            for widget in body["widgets"]
+            if widget["type"] == "metric"
+            for row in widget["properties"]["metrics"]
+            if isinstance(row[0], str) and row[0] not in (".", "...")
+        ]
+        custom_rows = [row for row in rows if not row[0].startswith("AWS/")]
+        assert custom_rows and all(row[0] == namespace for row in custom_rows), custom_rows
+        assert all(row[2:4] == ["service", service] for row in custom_rows), custom_rows
+    assert len(set(namespaces.values())) == 3, namespaces
+
+
+CLOUDWATCH_RETENTIONS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+                         2192, 2557, 2922, 3288, 3653]  # fmt: skip
+
+
+def test_every_function_logs_json_to_its_own_group_with_a_retention() -> None:
+    parameter = TEMPLATE["Parameters"]["LogRetentionDays"]
+    assert parameter["Default"] == 30
+    assert parameter["AllowedValues"] == CLOUDWATCH_RETENTIONS
+    assert TEMPLATE["Globals"]["Function"]["LoggingConfig"] == {"LogFormat": "JSON"}
+    expanded = sam_expanded()
+    groups = set()
+    for function in functions():
+        logging = props(function)["LoggingConfig"]
+        group = logging["LogGroup"]["Ref"]
+        groups.add(group)
+        assert logging.get("LogFormat", "JSON") == "JSON", function
+        assert RESOURCES[group]["Type"] == "AWS::Logs::LogGroup", function
+        assert "Condition" not in RESOURCES[group]
+        assert props(group)["RetentionInDays"] == {"Ref": "LogRetentionDays"}, group
+        for stage in ("dev", "prod"):  # the name Lambda would give it, so nothing else creates one
+            resolver = resolver_for(Stage=stage)
+            name = resolver.resolve(props(function)["FunctionName"])
+            assert resolver.resolve(props(group)["LogGroupName"]) == f"/aws/lambda/{name}", group
+        # What SAM hands CloudFormation: the Globals format merged with the function's group.
+        assert expanded[function]["Properties"]["LoggingConfig"] == {
+            "LogFormat": "JSON",
+            "LogGroup": {"Ref": group},
+        }, function
+    assert len(groups) == len(functions())
+    assert {k for k, v in RESOURCES.items() if v["Type"] == "AWS::Logs::LogGroup"} == groups
+
+
+def test_the_stage_is_any_short_lower_case_name() -> None:
+    import re
+
+    from tarefa.local.provision import check_parameters
+
+    stage = TEMPLATE["Parameters"]["Stage"]
+    assert stage["Default"] == "dev" and "AllowedValues" not in stage
+    for good in ("dev", "prod", "pr-42", "sandbox1", "a", "abcdefghijklmnop"):
+        assert re.fullmatch(stage["AllowedPattern"], good), good
+        check_parameters(TEMPLATE, {"Stage": good})
+    # Upper case, a leading digit or hyphen, too long; "--" and a trailing "-" make names that
+    # ElastiCache refuses (its cache name and user ids carry the stage).
+    for bad in ("Dev", "1dev", "-dev", "abcdefghijklmnopq", "a--b", "dev-", "dev_1", ""):
+        assert not re.fullmatch(stage["AllowedPattern"], bad), bad
+        with pytest.raises(ValueError, match="Stage"):
+            check_parameters(TEMPLATE, {"Stage": bad})
+
+
+NAME_PROPERTIES = {"Name", "UserId", "UserGroupId"}
+
+
+def test_a_deleted_stage_can_be_deployed_again_and_prod_jobs_are_protected() -> None:
+    """A retained resource with a fixed name keeps the name taken after its stack is deleted, and
+    the next deploy of that stage fails. Named resources are deleted with the stack; prod's jobs
+    table is protected by DynamoDB deletion protection instead (the stack's deletion stops there)."""
+    for logical_id, spec in RESOURCES.items():
+        named = [k for k in spec.get("Properties", {}) if k.endswith("Name") or k in NAME_PROPERTIES]
+        if named:
+            assert spec.get("DeletionPolicy", "Delete") != "Retain", (logical_id, named)
+    jobs = RESOURCES["JobsTable"]
+    assert jobs["Properties"]["TableName"] == {"Fn::Sub": "tarefa-${Stage}-jobs"}  # the local stack reads it
+    assert jobs["Properties"]["DeletionProtectionEnabled"] == {"Fn::If": ["IsProd", True, False]}
+    assert jobs["UpdateReplacePolicy"] == "Retain"  # a replacement never drops the jobs
+    assert props("JobsTable")["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert resolver_for(Stage="prod").condition("IsProd")
+    assert not any(resolver_for(Stage=s).condition("IsProd") for s in ("dev", "production", "prod-1"))
+
+
+_EXPANDED: dict[str, Any] = {}
+
+
+def sam_expanded() -> dict[str, Any]:
+    """The resources SAM's translator makes of the template (once per test session)."""
+    if not _EXPANDED:
+        import os
+
+        from samtranslator.translator.transform import transform
+
+        class NoManagedPolicies:
+            def load(self) -> dict[str, str]:
+                return {}
+
+        template = load_template()
+        for spec in template["Resources"].values():
+            for key in ("CodeUri", "ContentUri"):
+                if key in spec.get("Properties", {}):
+                    spec["Properties"][key] = "s3://bucket/code.zip"
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        _EXPANDED.update(transform(template, {"AWS::Region": "us-east-1"}, NoManagedPolicies())["Resources"])
+    return _EXPANDED
