@@ -140,18 +140,17 @@ def test_bad_list_queries_are_422(app: LocalApp) -> None:
     assert app.api("GET", "/jobs?cursor=%%%", claims=ALICE).status == 400
 
 
-def test_enqueue_while_sqs_is_down_leaves_a_failed_job_the_user_can_retry(app: LocalApp) -> None:
+def test_enqueue_while_sqs_is_down_creates_nothing_and_the_retry_works(app: LocalApp) -> None:
     # Given the MEDIUM queue is gone
     medium = app.stack.queue_urls["MediumQueue"]
     app.sqs.delete_queue(QueueUrl=medium)
     # When a job is enqueued
     result = app.api("POST", "/jobs", {"type": "system.echo", "payload": 1}, ALICE)
-    # Then the caller gets a 503 and the job is on record as FAILED, not lost
+    # Then the caller gets a 503 and nothing exists that could sit PENDING without a message
     assert result.status == 503
-    listed = app.api("GET", "/jobs", claims=ALICE).body["items"]
-    assert len(listed) == 1
-    assert listed[0]["status"] == "FAILED"
-    assert listed[0]["errorDetails"]["code"] == "ENQUEUE_FAILED"
+    assert result.body["error"]["code"] == "QUEUE_UNAVAILABLE"
+    assert "nothing was created" in result.body["error"]["message"]
+    assert app.api("GET", "/jobs", claims=ALICE).body["items"] == []
 
 
 def test_maintenance_routes_are_for_admins(app: LocalApp) -> None:

@@ -47,10 +47,9 @@ def test_invalid_payload_names_the_field() -> None:
     assert store.jobs == {}
 
 
-def test_sqs_outage_leaves_a_visible_failed_job() -> None:
+def test_sqs_outage_creates_nothing_and_says_so() -> None:
+    # The message goes before the record: a job that exists is always on a queue.
     jobs, store, _ = service(MemoryQueue(fail_sends=True))
-    with pytest.raises(QueueUnavailableError):
+    with pytest.raises(QueueUnavailableError, match="nothing was created"):
         jobs.enqueue(ALICE, EnqueueRequest(type="system.echo"))
-    (job,) = store.jobs.values()
-    assert job.status == JobStatus.FAILED
-    assert job.error_details and job.error_details["code"] == "ENQUEUE_FAILED"
+    assert store.jobs == {}

@@ -33,8 +33,8 @@ class QueueNotFoundError(TarefaError):
 class InvalidTransitionError(TarefaError):
     code = "INVALID_STATE"
 
-    def __init__(self, job_id: str, current: str, wanted: str) -> None:
-        super().__init__(f"Job {job_id} is {current} and cannot become {wanted}")
+    def __init__(self, job_id: str, current: str, wanted: str, message: str | None = None) -> None:
+        super().__init__(message or f"Job {job_id} is {current} and cannot become {wanted}")
         self.current = current
 
 

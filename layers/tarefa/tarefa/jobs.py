@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,24 +16,28 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, Field, ValidationError
 
+from tarefa.backoff import scaled
 from tarefa.cache import Cache, Lookup
 from tarefa.errors import (
     ConflictError,
     InvalidTransitionError,
     JobNotFoundError,
     MalformedRequestError,
+    PayloadTooLargeError,
     QueueUnavailableError,
     ValidationFailedError,
 )
 from tarefa.job import CANCELLABLE, CamelModel, Job, JobStatus, Priority, utcnow
 from tarefa.jobtypes import JobTypeRegistry
 from tarefa.ports import JobQueue, JobStore, ListQuery
-from tarefa.queue import SQS_MAX_DELAY_SECONDS, QueueMessage
+from tarefa.queue import SQS_MAX_DELAY_SECONDS, SQS_MAX_MESSAGE_BYTES, QueueMessage
 
 logger = Logger(child=True)
 metrics = Metrics()
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+RECORD_WRITE_PAUSES = (0.05, 0.2, 0.8)  # a new job's write is retried this often in the request
+SYSTEM_USER = "tarefa:system"  # owner of jobs that jobs without a user enqueue
 # Statuses no transition leaves (FAILED can be retried or cancelled): safe to serve from a cache
 # without invalidation, so a client never reads a stale status.
 IMMUTABLE = frozenset({JobStatus.COMPLETED, JobStatus.CANCELLED})
@@ -64,11 +69,14 @@ class CancelRequest(CamelModel):
 
 
 class ListRequest(CamelModel):
+    """A query string: every value arrives as a string, so `limit` parses from one (lax); an
+    empty filter (`?orderId=`) is refused rather than sent to the index as an empty key."""
+
     status: JobStatus | None = None
-    type: str | None = Field(None, max_length=128)
-    order_id: str | None = Field(None, max_length=128)
+    type: str | None = Field(None, min_length=1, max_length=128)
+    order_id: str | None = Field(None, min_length=1, max_length=128)
     limit: int = Field(20, ge=1, le=100)
-    cursor: str | None = Field(None, max_length=2048)
+    cursor: str | None = Field(None, min_length=1, max_length=2048)
 
 
 class JobList(BaseModel):
@@ -104,13 +112,17 @@ class JobService:
         now: Callable[[], datetime] = utcnow,
         cache: Cache | None = None,
         retention: timedelta | None = None,
+        delay_speedup: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
+        self.sleep = sleep
         self.queue = queue
         self.registry = registry
         self.now = now
         self.cache = cache
         self.retention = retention  # finished jobs are deleted this long after their last change
+        self.delay_speedup = delay_speedup
 
     # -- enqueue ---------------------------------------------------------------------------
     def enqueue(self, caller: Caller, request: EnqueueRequest) -> Enqueued:
@@ -122,10 +134,11 @@ class JobService:
                 f"Payload does not match job type {request.type}", field_errors(exc, "payload")
             ) from None
         now = self.now()
-        run_at = now + timedelta(seconds=request.delay_seconds) if request.delay_seconds else None
+        delay = scaled(request.delay_seconds, self.delay_speedup)
+        run_at = now + timedelta(seconds=delay) if delay else None
         job = Job(
             job_id=str(uuid.uuid4()),
-            type=request.type,
+            type=job_type.name,  # an alias is stored under the canonical name
             priority=request.priority or job_type.policy.priority,
             payload=payload.model_dump(mode="json", by_alias=True),
             max_attempts=request.max_attempts or job_type.policy.max_attempts,
@@ -135,53 +148,75 @@ class JobService:
             created_at=now,
             updated_at=now,
             run_at=run_at,
-            held=request.delay_seconds > SQS_MAX_DELAY_SECONDS,
+            held=delay > SQS_MAX_DELAY_SECONDS,
         )
-        if request.idempotency_key:
-            existing = self._create_once(job, caller, request.idempotency_key, now)
+        key_id = _key_id(caller, request.idempotency_key) if request.idempotency_key else None
+        if key_id is not None:
+            existing = self._existing(key_id, now)
             if existing is not None:
                 return Enqueued(existing, created=False)
-        else:
-            self.store.put(job, expected_version=None)
-        metrics.add_metric("JobsEnqueued", MetricUnit.Count, 1)
-        logger.debug("job enqueued", extra={"job_id": job.job_id, "job_type": job.type})
+        key_expires = now + IDEMPOTENCY_WINDOW if key_id else None
         if not job.held:
-            job = self._send(job, request.delay_seconds)
-        return Enqueued(job, created=True)
+            self._send_new(job, delay, key_id, key_expires)
+        enqueued = self._record_new(job, key_id, key_expires, now)
+        if enqueued.created:
+            metrics.add_metric("JobsEnqueued", MetricUnit.Count, 1)
+            logger.debug("job enqueued", extra={"job_id": job.job_id, "job_type": job.type})
+        return enqueued
 
-    def _create_once(self, job: Job, caller: Caller, key: str, now: datetime) -> Job | None:
-        """Create `job` under the idempotency key, or return the job the key already names."""
-        key_id = "enqueue#" + hashlib.sha256(f"{caller.user_id}\x00{key}".encode()).hexdigest()
-        for _ in range(3):
-            existing_id = self.store.job_id_for_idempotency_key(key_id, now)
-            if existing_id is not None:
-                existing = self.store.get(existing_id)
-                if existing is not None:
-                    return existing
-            try:
-                self.store.put_with_idempotency_key(job, key_id, now + IDEMPOTENCY_WINDOW)
-                return None
-            except ConflictError:
-                continue  # a concurrent request won the key; read what it made
-        raise QueueUnavailableError("Could not settle the idempotency key; try again")
+    def _existing(self, key_id: str, now: datetime) -> Job | None:
+        existing_id = self.store.job_id_for_idempotency_key(key_id, now)
+        return self.store.get(existing_id) if existing_id is not None else None
 
-    def _send(self, job: Job, delay_seconds: int) -> Job:
-        """Queue the job; if SQS refuses, fail it visibly so the caller can retry it."""
-        try:
-            self.queue.send(job.priority, QueueMessage.for_job(job), min(delay_seconds, 900))
-            return job
-        except Exception as exc:
-            logger.exception("could not queue job", extra={"job_id": job.job_id})
-            failed = job.transition(
-                JobStatus.FAILED,
-                self.now(),
-                error="Could not queue the job; retry it with POST /jobs/{jobId}/retry",
-                error_details={"code": "ENQUEUE_FAILED", "exception": type(exc).__name__},
+    def _send_new(self, job: Job, delay: int, key_id: str | None, key_expires: datetime | None) -> None:
+        """Queue a new job before it is recorded, with all the record needs: if the record's
+        write fails, the worker that takes the message records it. If SQS refuses, nothing
+        was created and the caller is told to retry."""
+        body = QueueMessage.for_new_job(job, key_id, key_expires)
+        if len(body.encode()) > SQS_MAX_MESSAGE_BYTES:
+            raise PayloadTooLargeError(
+                f"The job's message would be {len(body.encode())} bytes; a queue message holds "
+                f"{SQS_MAX_MESSAGE_BYTES} (make the payload smaller)"
             )
-            self.store.put(failed, expected_version=job.version)
+        try:
+            self.queue.send(job.priority, body, min(delay, SQS_MAX_DELAY_SECONDS))
+        except Exception as exc:
+            logger.warning("could not queue a new job", extra={"error": type(exc).__name__})
             raise QueueUnavailableError(
-                f"Job {job.job_id} was recorded as FAILED because the queue is unavailable; retry it later"
+                "The queue is unavailable; nothing was created, retry the request"
             ) from exc
+
+    def _record_new(
+        self, job: Job, key_id: str | None, key_expires: datetime | None, now: datetime
+    ) -> Enqueued:
+        """Write the new job (under its idempotency key, if any), retried within the request.
+        A lost race is settled by reading: the answer of a write that went through was lost,
+        a worker recorded the job first, or a concurrent request with the key won."""
+        for pause in (*RECORD_WRITE_PAUSES, None):
+            try:
+                if key_id is not None and key_expires is not None:
+                    self.store.put_with_idempotency_key(job, key_id, key_expires)
+                else:
+                    self.store.put(job, expected_version=None)
+                return Enqueued(job, created=True)
+            except ConflictError:
+                current = self.store.get(job.job_id)
+                if current is not None:
+                    return Enqueued(current, created=True)
+                existing = self._existing(key_id, now) if key_id is not None else None
+                if existing is not None:  # our message is an orphan the worker will drop
+                    return Enqueued(existing, created=False)
+            except Exception:
+                if pause is None:
+                    break
+                self.sleep(pause)
+                continue
+            if pause is None:
+                break
+        if job.held:  # no message was sent: nothing exists
+            raise QueueUnavailableError("Could not record the job; nothing was created, retry the request")
+        logger.warning("new job queued but not recorded; the worker records it", extra={"job_id": job.job_id})
+        return Enqueued(job, created=True)
 
     # -- reads -----------------------------------------------------------------------------
     def get(self, caller: Caller, job_id: str) -> Job:
@@ -256,9 +291,84 @@ class JobService:
         job = self.get(caller, job_id)
         if job.status != JobStatus.FAILED:
             raise InvalidTransitionError(job.job_id, job.status, JobStatus.PENDING)
-        pending = job.restarted(self.now())
+        if job.type not in self.registry:
+            raise InvalidTransitionError(
+                job.job_id,
+                job.status,
+                JobStatus.PENDING,
+                f"Job {job.job_id} has type {job.type!r}, which this deployment does not run; its "
+                "message is in the dead-letter queue: redrive or purge it there",
+            )
+        # The message goes first and carries a new wake: a worker that takes it before the save
+        # lands waits for it instead of dropping it (Worker._decide), and if SQS refuses, the
+        # job stays FAILED, untouched.
+        pending = job.restarted(self.now()).model_copy(update={"wake": job.wake + 1})
+        try:
+            self.queue.send(pending.priority, QueueMessage.for_job(pending), 0)
+        except Exception as exc:
+            raise QueueUnavailableError(
+                f"The queue is unavailable; job {job.job_id} stays FAILED, retry later"
+            ) from exc
         self._save(job, pending)
-        return self._send(pending, 0)
+        return pending
+
+    def run_now(self, job_id: str) -> bool:
+        """Wake a job that waits for its next attempt (RETRYING, or PENDING with a delay), e.g.
+        when a webhook confirms what a poll waits for. False when it is not waiting.
+
+        The new message goes out before the job records the wake: if the write fails, the job
+        has two messages (harmless: one claims it), never none."""
+        for _ in range(3):
+            job = self.store.get(job_id)
+            if job is None or job.status not in (JobStatus.RETRYING, JobStatus.PENDING):
+                return False
+            due = job.next_retry_at if job.status == JobStatus.RETRYING else job.run_at
+            now = self.now()
+            if due is None or due <= now:
+                return False  # already due: its message is on its way
+            woken = job.model_copy(
+                update={
+                    "next_retry_at": now if job.status == JobStatus.RETRYING else None,
+                    "run_at": None,
+                    "held": False,
+                    "wake": job.wake + 1,
+                    "updated_at": now,
+                    "version": job.version + 1,
+                }
+            )
+            self.queue.send(woken.priority, QueueMessage.for_job(woken), 0)
+            try:
+                self.store.put(woken, expected_version=job.version)
+                return True
+            except ConflictError:
+                continue
+        return False
+
+    def enqueue_for(
+        self,
+        job_type: str,
+        payload: Any,
+        *,
+        idempotency_key: str,
+        user_id: str | None,
+        priority: str | None,
+        delay_seconds: int,
+        max_attempts: int | None,
+        order_id: str | None,
+    ) -> str:
+        """A job enqueued by another job (ctx.enqueue) for the same user; idempotent by key."""
+        request = EnqueueRequest.model_validate(
+            {
+                "type": job_type,
+                "payload": payload,
+                "priority": priority,
+                "delaySeconds": delay_seconds,
+                "maxAttempts": max_attempts,
+                "orderId": order_id,
+                "idempotencyKey": idempotency_key,
+            }
+        )
+        return self.enqueue(Caller(user_id or SYSTEM_USER), request).job.job_id
 
     def _save(self, old: Job, new: Job) -> None:
         try:
@@ -268,6 +378,10 @@ class JobService:
             raise InvalidTransitionError(
                 old.job_id, current.status if current else "gone", new.status
             ) from None
+
+
+def _key_id(caller: Caller, key: str) -> str:
+    return "enqueue#" + hashlib.sha256(f"{caller.user_id}\x00{key}".encode()).hexdigest()
 
 
 def _visible(caller: Caller, job_id: str, job: Job | None) -> Job:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tarefa.job import Job
 
 SQS_MAX_DELAY_SECONDS = 900  # longer delays are held in DynamoDB and promoted by a schedule
+SQS_MAX_MESSAGE_BYTES = 262_144
 
 
 class QueueMessage(BaseModel):
@@ -23,6 +25,32 @@ class QueueMessage(BaseModel):
     user_id: str | None = Field(None, alias="userId", min_length=1, max_length=256)
     max_attempts: int | None = Field(None, alias="maxAttempts", ge=1, le=25)
     wake: int = Field(0, ge=0)  # the job's wake count when sent; an older one is stale
+    # The rest of a new job, so a worker can record it if the API could not (sent before the
+    # record is written): a job that exists is always on a queue, held, or finished.
+    order_id: str | None = Field(None, alias="orderId", max_length=128)
+    retry_delay_seconds: int | None = Field(None, alias="retryDelaySeconds", ge=0, le=43_200)
+    created_at: datetime | None = Field(None, alias="createdAt")
+    run_at: datetime | None = Field(None, alias="runAt")
+    idempotency_key_id: str | None = Field(None, alias="idempotencyKeyId", max_length=200)
+    idempotency_expires_at: datetime | None = Field(None, alias="idempotencyExpiresAt")
+
+    @classmethod
+    def for_new_job(cls, job: Job, key_id: str | None, key_expires_at: datetime | None) -> str:
+        """The body of a job the API sends before it records it: everything the record needs."""
+        body = cls(
+            type=job.type,
+            payload=job.payload,
+            job_id=job.job_id,
+            user_id=job.user_id,
+            max_attempts=job.max_attempts,
+            order_id=job.order_id,
+            retry_delay_seconds=job.retry_delay_seconds,
+            created_at=job.created_at,
+            run_at=job.run_at,
+            idempotency_key_id=key_id,
+            idempotency_expires_at=key_expires_at,
+        )
+        return body.model_dump_json(by_alias=True, exclude_none=True, exclude_defaults=True)
 
     @classmethod
     def for_job(cls, job: Job) -> str:

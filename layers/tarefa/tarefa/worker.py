@@ -38,6 +38,7 @@ logger = Logger(child=True)
 metrics = Metrics()
 
 EARLY_TOLERANCE = timedelta(seconds=1)  # clocks and SQS timers are not exact
+RETRY_SAVE_GRACE = timedelta(seconds=60)  # how long a retry's message waits for its save
 # A job item must stay under DynamoDB's 400 KB; past this the result is refused (RESULT_TOO_LARGE).
 MAX_JOB_ITEM_BYTES = 380_000
 # The outcome write is tried this many times, with these pauses, before the message is kept.
@@ -145,14 +146,29 @@ class Worker:
             logger.warning("external job rejected: invalid payload")
             return None
         claimed = self._claimed(job, now)
-        self.store.put(claimed, expected_version=None)
-        metrics.add_metric("JobsEnqueued", MetricUnit.Count, 1)
+        key_id, key_expires = message.idempotency_key_id, message.idempotency_expires_at
+        if key_id is None or key_expires is None:
+            self.store.put(claimed, expected_version=None)
+        else:  # the API sent it and could not record it: record it under the same key
+            try:
+                self.store.put_with_idempotency_key(claimed, key_id, key_expires)
+            except ConflictError:
+                owner = self.store.job_id_for_idempotency_key(key_id, now)
+                if owner is not None and owner != job_id:
+                    logger.info("the key names another job (a retried request won): message dropped")
+                    return None
+                raise
+            metrics.add_metric("JobsRecoveredFromMessage", MetricUnit.Count, 1)
+        if message.created_at is None:  # an external producer's job: counted here
+            metrics.add_metric("JobsEnqueued", MetricUnit.Count, 1)
         return claimed
 
     def _decide(self, job: Job, ref: QueueMessageRef, message: QueueMessage) -> Outcome | None:
         """An outcome when this message must not run the job now; None when it may claim it."""
         now = self.now()
         if job.is_terminal:
+            if message.wake > job.wake and now - job.updated_at < RETRY_SAVE_GRACE:
+                return self._keep(ref, 2)  # a retry's message, ahead of the retry's own save
             logger.debug("job already %s; message dropped", job.status)
             return DONE
         if message.wake < job.wake:
@@ -480,14 +496,19 @@ class Worker:
 
 def _record_of(job_id: str, message: QueueMessage | None, ref: QueueMessageRef, now: datetime) -> Job:
     """The job record for a message that arrived without one (external producer or poison)."""
+    if message is None:
+        return Job(job_id=job_id, type="unknown", priority=ref.priority, created_at=now, updated_at=now)
     return Job(
         job_id=job_id,
-        type=message.type if message else "unknown",
+        type=message.type,
         priority=ref.priority,
-        payload=message.payload if message else None,
-        user_id=message.user_id if message else None,
-        created_at=now,
+        payload=message.payload,
+        user_id=message.user_id,
+        order_id=message.order_id,
+        retry_delay_seconds=message.retry_delay_seconds,
+        created_at=message.created_at or now,
         updated_at=now,
+        run_at=message.run_at,
     )
 
 
