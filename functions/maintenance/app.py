@@ -1,4 +1,4 @@
-"""Maintenance: the EventBridge schedules' target (cleanup, recover, promote)."""
+"""Maintenance: the EventBridge schedules' target (cleanup, recover, promote, deadletters)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ metrics = Metrics()
 
 
 class MaintenanceEvent(BaseModel):
-    task: Literal["cleanup", "recover", "promote"]
-    older_than_seconds: int | None = Field(None, alias="olderThanSeconds", ge=0)
-    stuck_after_seconds: int | None = Field(None, alias="stuckAfterSeconds", ge=1)
+    task: Literal["cleanup", "recover", "promote", "deadletters"]
+    older_than_seconds: int | None = Field(None, alias="olderThanSeconds", ge=0, strict=True)
+    stuck_after_seconds: int | None = Field(None, alias="stuckAfterSeconds", ge=0, strict=True)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -29,4 +29,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
         return {"deleted": maintenance.cleanup(request.older_than_seconds)}
     if request.task == "recover":
         return {"recovered": maintenance.recover(request.stuck_after_seconds)}
+    if request.task == "deadletters":
+        from tarefa.job import Priority
+
+        dead_letters = container().dead_letters
+        return {"deadLettered": sum(dead_letters.reflect(priority) for priority in Priority)}
     return {"promoted": maintenance.promote()}

@@ -53,7 +53,7 @@ def test_sam_transform_expands_the_template() -> None:
     assert all(m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in from_queues)
     (from_stream,) = [m for m in mappings if "StartingPosition" in m["Properties"]]
     assert from_stream["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["JobsTable", "StreamArn"]}
-    assert sum(r["Type"] == "AWS::Scheduler::Schedule" for r in resources.values()) == 3
+    assert sum(r["Type"] == "AWS::Scheduler::Schedule" for r in resources.values()) == 4
     roles = [r for r in resources.values() if r["Type"] == "AWS::IAM::Role"]
     with_cache = [
         r for r in roles if {"Ref": "CacheAccessPolicy"} in r["Properties"].get("ManagedPolicyArns", [])
@@ -112,6 +112,7 @@ def test_maintenance_schedules() -> None:
         '{"task": "cleanup"}': "cron(0 3 * * ? *)",
         '{"task": "recover"}': "rate(5 minutes)",
         '{"task": "promote"}': "rate(1 minute)",
+        '{"task": "deadletters"}': "rate(5 minutes)",
     }
 
 

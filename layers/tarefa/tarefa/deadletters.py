@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -26,6 +26,7 @@ logger = Logger(child=True)
 metrics = Metrics()
 
 HIDE_SECONDS = 60  # longer than any one walk: a message is seen once per walk
+REFLECT_LIMIT = 100  # messages a dead-letter sweep looks at per queue (a DLQ alarms at 1)
 PURGED = "Purged from the dead-letter queue"
 
 
@@ -33,7 +34,10 @@ class DeadLetterEntry(CamelModel):
     job_id: str
     message_id: str
     type: str | None
-    receive_count: int
+    receive_count: int = Field(
+        description="SQS's receive count: the deliveries before the message was dead-lettered, "
+        "plus one for every browse and every dead-letter sweep since (looking is a receive)"
+    )
     last_error: str | None
     failed_at: datetime
     job_status: JobStatus | None  # None: no job record (a message sent straight to SQS)
@@ -80,11 +84,79 @@ class DeadLetters:
         queue: DeadLetterQueue,
         now: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
+        lease_seconds: int = 120,
     ) -> None:
+        self.lease = timedelta(seconds=lease_seconds)
         self.store = store
         self.queue = queue
         self.now = now
         self.monotonic = monotonic
+
+    def reflect(self, priority: Priority, limit: int = REFLECT_LIMIT) -> int:
+        """The sweep for messages SQS's redrive moved here (a worker that kept crashing, a write
+        that kept failing): their jobs say FAILED and deadLettered, with why, instead of staying
+        PENDING or RETRYING forever. Looks at up to `limit` messages (one receive each, then
+        released) and reads one job per message; returns how many jobs it changed."""
+        changed = 0
+        received: list[DeadLetter] = []
+        try:
+            for count, letter in enumerate(self._walk(priority, received), start=1):
+                if self._reflect(letter):
+                    changed += 1
+                if count >= limit:
+                    break
+        finally:
+            self.queue.release_dead_letters(priority, [r.receipt_handle for r in received])
+        if changed:
+            metrics.add_metric("JobsDeadLettered", MetricUnit.Count, changed)
+            logger.warning("dead-lettered jobs recorded", extra={"priority": priority, "jobs": changed})
+        return changed
+
+    def _reflect(self, letter: DeadLetter) -> bool:
+        job_id = _job_id(letter)
+        now = self.now()
+        error = letter.error or f"Moved to the dead-letter queue after {letter.receive_count} receives"
+        details = {"code": "DEAD_LETTERED", "receiveCount": letter.receive_count}
+        for _ in range(3):
+            job = self.store.get(job_id)
+            if job is None:
+                try:
+                    message = parse_message(letter.body)
+                except PoisonMessageError:
+                    return False  # the worker records poison itself when it dead-letters it
+                job = Job(
+                    job_id=job_id, type=message.type, payload=message.payload, user_id=message.user_id,
+                    created_at=message.created_at or now, updated_at=now,
+                )  # fmt: skip
+                dead = job.transition(
+                    JobStatus.FAILED, now, error=error, error_details=details, dead_lettered=True
+                )
+                expected: int | None = None
+            elif job.dead_lettered or job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED):
+                return False
+            elif job.status == JobStatus.FAILED:
+                dead = job.model_copy(
+                    update={"dead_lettered": True, "updated_at": now, "version": job.version + 1}
+                )
+                expected = job.version
+            elif job.status == JobStatus.PROCESSING and not self._lease_over(job, now):
+                return False  # running right now on another message: its outcome decides
+            else:
+                dead = job.transition(
+                    JobStatus.FAILED, now, error=error, error_details=details, dead_lettered=True,
+                    processing_completed_at=now if job.status == JobStatus.PROCESSING else job.processing_completed_at,
+                )  # fmt: skip
+                expected = job.version
+            try:
+                self.store.put(dead, expected_version=expected)
+                return True
+            except ConflictError:
+                continue
+        return False
+
+    def _lease_over(self, job: Job, now: datetime) -> bool:
+        started = job.processing_started_at
+        return started is None or started + self.lease < now
 
     def browse(self, priority: Priority, limit: int) -> list[DeadLetterEntry]:
         """Up to `limit` messages; all of them stay in the DLQ."""

@@ -201,7 +201,9 @@ class Container:
     def dead_letters(self) -> DeadLetters:
         from tarefa.deadletters import DeadLetters
 
-        return DeadLetters(self.store, self.queue, now=self.now)
+        return DeadLetters(
+            self.store, self.queue, now=self.now, lease_seconds=self.settings.worker_timeout_seconds
+        )
 
     # -- cache, rate limits, sessions (None when CACHE_BACKEND=none) ------------------------
     @cached_property
