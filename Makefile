@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test unit integration infra e2e check lint typecheck bench build clean
+.PHONY: install run test unit integration infra e2e check lint typecheck bench fuzz build clean
 
 # The dashboard's end-to-end test drives Debian's Chromium through its ChromeDriver.
 CHROMEDRIVER := /usr/bin/chromedriver
@@ -55,6 +55,13 @@ check: lint typecheck
 # (bench/results.json); never fails on a slow machine.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# Schemathesis against the API's own /openapi.json, in process on moto: 60 generated requests per
+# operation and mode (FUZZ_EXAMPLES=...), merged into bench/results.json as "fuzz". The short form
+# runs in `make test` (tests/integration/test_fuzz.py). Exits 1 when it finds anything.
+FUZZ_EXAMPLES ?= 60
+fuzz: $(STAMP)
+	$(BIN)/python bench/fuzz.py $(FUZZ_EXAMPLES)
 
 # `sam build` needs the AWS SAM CLI (pip install aws-sam-cli) and, on this machine,
 # PYENV_VERSION=3.11.7:3.12.1:3.13.0 so that python3.13 (the Lambda runtime) is on the PATH.

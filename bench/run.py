@@ -458,7 +458,10 @@ def main() -> int:
     results["cold_start"] = cold_start()
     results.update(overhead())
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
-    (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    path = ROOT / "bench" / "results.json"
+    # Other runs (make chaos, make fuzz, make load) keep their own keys in the same file.
+    kept = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**kept, **results}, indent=2) + "\n")
     print_table(results)
     return 0
 

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 logger = Logger()
 metrics = Metrics()
 app = APIGatewayHttpResolver()
+# Job types (TAREFA_JOB_MODULES) load once per cold start: a broken module fails the start with
+# its name in the error, never a request.
+container().registry  # noqa: B018
 
 MAX_BODY_BYTES = 256 * 1024
 ADMIN_GROUP = "admin"
@@ -82,15 +85,42 @@ def admin() -> Caller:
 
 
 def parse_body(model: type[Model], required: bool = True) -> Model:
-    raw = app.current_event.decoded_body or ""
-    if len(raw.encode()) > MAX_BODY_BYTES:
+    """The JSON body as `model`, strictly: JSON types as the document gives them (no `true` or
+    `"3"` for an integer), UTF-8 only, and no NaN or Infinity (Python's json and pydantic accept
+    them; JSON does not)."""
+    import base64
+
+    event = app.current_event
+    body = event.body or ""
+    try:  # API Gateway base64-encodes a body that is not UTF-8 text
+        data = base64.b64decode(body, validate=True) if event.is_base64_encoded else body.encode()
+    except ValueError:  # binascii.Error, UnicodeEncodeError (a lone surrogate), non-ASCII base64
+        raise errors.MalformedRequestError("The body is not valid UTF-8") from None
+    if len(data) > MAX_BODY_BYTES:
         raise errors.PayloadTooLargeError(f"The body is over {MAX_BODY_BYTES // 1024} KiB")
+    try:
+        raw = data.decode()
+    except UnicodeDecodeError:
+        raise errors.MalformedRequestError("The body is not valid UTF-8") from None
     if not raw.strip():
         if required:
             raise errors.MalformedRequestError("A JSON body is required")
         raw = "{}"
+    if "NaN" in raw or "Infinity" in raw:  # rare: only then pay for a second parse
+
+        def refuse(constant: str) -> Any:
+            raise ValueError(f"{constant} is not JSON")
+
+        try:
+            json.loads(raw, parse_constant=refuse)
+        except (json.JSONDecodeError, RecursionError):
+            raise errors.MalformedRequestError("The body is not valid JSON") from None
+        except ValueError:
+            raise errors.MalformedRequestError(
+                "The body is not valid JSON: NaN and Infinity are not JSON numbers"
+            ) from None
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         if any(e["type"] == "json_invalid" for e in exc.errors()):
             raise errors.MalformedRequestError("The body is not valid JSON") from None
@@ -193,6 +223,12 @@ def enqueue() -> Response[str]:
     return json_response(202 if result.created else 200, result.job.public())
 
 
+@app.get("/job-types")
+def list_job_types() -> Response[str]:
+    caller()
+    return json_response(200, {"items": [t.describe() for t in container().registry.types()]})
+
+
 @app.get("/jobs")
 def list_jobs() -> Response[str]:
     who = caller()
@@ -243,7 +279,24 @@ def openapi_document() -> Response[str]:
     from tarefa.openapi import document
 
     stage = app.current_event.request_context.stage
-    return json_response(200, document("/" if stage in (None, "$default") else f"/{stage}"))
+    registry = container().registry
+    names = [name for t in registry.types() for name in (t.name, *t.aliases)]
+    return json_response(200, document("/" if stage in (None, "$default") else f"/{stage}", names))
+
+
+# The pages hold an admin's token in memory: no framing, no sniffing, no referrer, and scripts,
+# styles and calls only from this origin (their scripts and styles are inline).
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+        "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 @app.get("/docs")
@@ -251,7 +304,7 @@ def docs_page() -> Response[str]:
     """A static page with no data: it asks for a token and calls the API with it."""
     from tarefa.openapi import DOCS_PAGE
 
-    return Response(200, "text/html; charset=utf-8", DOCS_PAGE, {"Cache-Control": "no-store"})
+    return Response(200, "text/html; charset=utf-8", DOCS_PAGE, PAGE_HEADERS)
 
 
 @app.get("/dashboard")
@@ -259,7 +312,7 @@ def dashboard_page() -> Response[str]:
     """A static page with no data: it asks for a token and calls the API with it."""
     from tarefa.dashboard import PAGE
 
-    return Response(200, "text/html; charset=utf-8", PAGE, {"Cache-Control": "no-store"})
+    return Response(200, "text/html; charset=utf-8", PAGE, PAGE_HEADERS)
 
 
 # -- queues (admin) -------------------------------------------------------------------------------
@@ -339,8 +392,40 @@ def not_found(exc: NotFoundError) -> Response[str]:
 
 @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
 def unexpected(exc: Exception) -> Response[str]:
+    if _is_aws_outage(exc):
+        logger.warning("an AWS dependency failed", extra={"error": type(exc).__name__})
+        response = error_response(
+            503, "SERVICE_UNAVAILABLE", "A dependency is unavailable for a moment; retry the request"
+        )
+        response.headers["Retry-After"] = "1"
+        return response
     logger.exception("unhandled error")
     return error_response(500, "INTERNAL", "Something went wrong on our side; the request was logged")
+
+
+def _is_aws_outage(exc: Exception) -> bool:
+    """Throttling, 5xx, timeouts and dropped connections of an AWS call: worth a retry."""
+    from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+
+    if isinstance(exc, ConnectionError | HTTPClientError):
+        return True
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return status >= 500 or "Throttl" in code or code in RETRYABLE_AWS_CODES
+    return isinstance(exc, BotoCoreError) and "timeout" in type(exc).__name__.lower()
+
+
+RETRYABLE_AWS_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "ServiceUnavailable",
+        "InternalServerError",
+        "InternalFailure",
+        "TransactionConflictException",
+    }
+)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -30,11 +30,20 @@ INTERNAL_JOB_FIELDS = ("runAt", "held", "version", "retryDelaySeconds", "wake", 
 class ErrorBody(BaseModel):
     code: str
     message: str
-    details: list[dict[str, Any]] | None = None
+    details: list[dict[str, Any]] | dict[str, Any] | None = Field(
+        None,
+        description="422: [{field, message}] per invalid field; 400 UNKNOWN_JOB_TYPE: {knownTypes}",
+    )
 
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class GatewayErrorResponse(BaseModel):
+    """What API Gateway's JWT authorizer itself answers before any function runs."""
+
+    message: str = Field(examples=["Unauthorized"])
 
 
 class JobPage(BaseModel):
@@ -99,7 +108,10 @@ def routes() -> list[RouteDoc]:
 def document(server_url: str = "/", job_types: list[str] | None = None) -> dict[str, Any]:
     """`job_types`: the names (and aliases) POST /jobs accepts, listed in its schema."""
     documented = routes()
-    responses_models = {r.response for r in documented if r.response is not None} | {ErrorResponse}
+    responses_models = {r.response for r in documented if r.response is not None} | {
+        ErrorResponse,
+        GatewayErrorResponse,
+    }
     body_models = {r.body for r in documented if r.body is not None}
     _, schema = models_json_schema(
         [(m, "serialization") for m in sorted(responses_models, key=lambda m: m.__name__)]
@@ -139,8 +151,15 @@ def document(server_url: str = "/", job_types: list[str] | None = None) -> dict[
         if route.response is not None:
             ok["content"] = {"application/json": {"schema": ref(route.response)}}
         responses: dict[str, Any] = {str(route.status): ok}
-        for status in sorted({*route.errors, *((401, 403) if route.admin else ())}):
-            responses[str(status)] = {"description": _reason(status), "content": {"application/json": {"schema": ref(ErrorResponse)}}}  # fmt: skip
+        statuses = {*route.errors, *((401, 403) if route.admin else ()), *((400, 413) if route.body else ())}
+        for status in sorted(statuses):
+            # A missing or refused token is answered by API Gateway's authorizer, in its own shape
+            # (the API's own 401, e.g. a token without `sub`, has the usual shape)
+            model = ErrorResponse
+            schema: dict[str, Any] = ref(model)
+            if status == 401 and not route.public:
+                schema = {"oneOf": [ref(GatewayErrorResponse), ref(ErrorResponse)]}
+            responses[str(status)] = {"description": _reason(status), "content": {"application/json": {"schema": schema}}}  # fmt: skip
         operation["responses"] = responses
         operation["security"] = [] if route.public else [{"bearer": []}]
         paths.setdefault(route.path, {})[route.method.lower()] = operation
