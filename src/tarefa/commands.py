@@ -333,7 +333,7 @@ def _describe(job: api.Job) -> str:
     if job.error:
         lines.append(f"  error: {job.error}")
     if job.result is not None:
-        lines.append(f"  result: {json.dumps(job.result)[:200]}")
+        lines.append(f"  result: {json.dumps(job.result, ensure_ascii=False)[:200]}")
     return "\n".join(lines)
 
 
