@@ -38,6 +38,7 @@ STATUS_OF: dict[type[errors.TarefaError], int] = {
     errors.JobNotFoundError: 404,
     errors.QueueNotFoundError: 404,
     errors.InvalidTransitionError: 409,
+    errors.IdempotencyKeyReusedError: 409,
     errors.PayloadTooLargeError: 413,
     errors.ValidationFailedError: 422,
     errors.RateLimitedError: 429,

@@ -9,13 +9,14 @@ from datetime import datetime, timedelta
 
 from tarefa.errors import ConflictError
 from tarefa.job import Job, JobStatus, Priority, utcnow
-from tarefa.ports import DeadLetter, ListPage, ListQuery, QueueDepth, Sweep, WindowCount
+from tarefa.ports import DeadLetter, IdempotencyEntry, ListPage, ListQuery, QueueDepth, Sweep, WindowCount
 
 
 class MemoryStore:
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
         self.keys: dict[str, tuple[str, datetime]] = {}
+        self.fingerprints: dict[str, str] = {}
         self.writes = 0
 
     def get(self, job_id: str) -> Job | None:
@@ -30,15 +31,19 @@ class MemoryStore:
         self.writes += 1
         self.jobs[job.job_id] = job
 
-    def put_with_idempotency_key(self, job: Job, key_id: str, expires_at: datetime) -> None:
+    def put_with_idempotency_key(
+        self, job: Job, key_id: str, expires_at: datetime, fingerprint: str | None = None
+    ) -> None:
         if key_id in self.keys and self.keys[key_id][1] > job.created_at:
             raise ConflictError(key_id)
         self.put(job, None)
         self.keys[key_id] = (job.job_id, expires_at)
+        if fingerprint:
+            self.fingerprints[key_id] = fingerprint
 
-    def job_id_for_idempotency_key(self, key_id: str, now: datetime) -> str | None:
+    def idempotency_entry(self, key_id: str, now: datetime) -> IdempotencyEntry | None:
         found = self.keys.get(key_id)
-        return found[0] if found and found[1] > now else None
+        return IdempotencyEntry(found[0], self.fingerprints.get(key_id)) if found and found[1] > now else None
 
     def delete_finished(self, job_id: str, finished_before: datetime) -> bool:
         job = self.jobs.get(job_id)

@@ -49,6 +49,16 @@ class UnknownJobTypeError(TarefaError):
         self.job_type = job_type
 
 
+class IdempotencyKeyReusedError(TarefaError):
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"This idempotency key was used for another request (job {job_id}) with a different "
+            "body; use a new key for a new request"
+        )
+
+
 class ValidationFailedError(TarefaError):
     code = "VALIDATION_ERROR"
 

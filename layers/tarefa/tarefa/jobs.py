@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from tarefa.backoff import scaled
 from tarefa.cache import Cache, Lookup
 from tarefa.errors import (
     ConflictError,
+    IdempotencyKeyReusedError,
     InvalidTransitionError,
     JobNotFoundError,
     MalformedRequestError,
@@ -151,28 +153,37 @@ class JobService:
             held=delay > SQS_MAX_DELAY_SECONDS,
         )
         key_id = _key_id(caller, request.idempotency_key) if request.idempotency_key else None
+        fingerprint = _fingerprint(request) if key_id else None
         if key_id is not None:
-            existing = self._existing(key_id, now)
+            existing = self._existing(key_id, now, fingerprint)
             if existing is not None:
                 return Enqueued(existing, created=False)
         key_expires = now + IDEMPOTENCY_WINDOW if key_id else None
         if not job.held:
-            self._send_new(job, delay, key_id, key_expires)
-        enqueued = self._record_new(job, key_id, key_expires, now)
+            self._send_new(job, delay, key_id, key_expires, fingerprint)
+        enqueued = self._record_new(job, key_id, key_expires, now, fingerprint)
         if enqueued.created:
             metrics.add_metric("JobsEnqueued", MetricUnit.Count, 1)
             logger.debug("job enqueued", extra={"job_id": job.job_id, "job_type": job.type})
         return enqueued
 
-    def _existing(self, key_id: str, now: datetime) -> Job | None:
-        existing_id = self.store.job_id_for_idempotency_key(key_id, now)
-        return self.store.get(existing_id) if existing_id is not None else None
+    def _existing(self, key_id: str, now: datetime, fingerprint: str | None) -> Job | None:
+        """The job the key names, or None; IdempotencyKeyReusedError when it was made by a
+        request with another body (as payment APIs answer)."""
+        entry = self.store.idempotency_entry(key_id, now)
+        if entry is None:
+            return None
+        if entry.fingerprint and fingerprint and entry.fingerprint != fingerprint:
+            raise IdempotencyKeyReusedError(entry.job_id)
+        return self.store.get(entry.job_id)
 
-    def _send_new(self, job: Job, delay: int, key_id: str | None, key_expires: datetime | None) -> None:
+    def _send_new(
+        self, job: Job, delay: int, key_id: str | None, key_expires: datetime | None, fingerprint: str | None
+    ) -> None:
         """Queue a new job before it is recorded, with all the record needs: if the record's
         write fails, the worker that takes the message records it. If SQS refuses, nothing
         was created and the caller is told to retry."""
-        body = QueueMessage.for_new_job(job, key_id, key_expires)
+        body = QueueMessage.for_new_job(job, key_id, key_expires, fingerprint)
         if len(body.encode()) > SQS_MAX_MESSAGE_BYTES:
             raise PayloadTooLargeError(
                 f"The job's message would be {len(body.encode())} bytes; a queue message holds "
@@ -187,7 +198,12 @@ class JobService:
             ) from exc
 
     def _record_new(
-        self, job: Job, key_id: str | None, key_expires: datetime | None, now: datetime
+        self,
+        job: Job,
+        key_id: str | None,
+        key_expires: datetime | None,
+        now: datetime,
+        fingerprint: str | None,
     ) -> Enqueued:
         """Write the new job (under its idempotency key, if any), retried within the request.
         A lost race is settled by reading: the answer of a write that went through was lost,
@@ -195,7 +211,7 @@ class JobService:
         for pause in (*RECORD_WRITE_PAUSES, None):
             try:
                 if key_id is not None and key_expires is not None:
-                    self.store.put_with_idempotency_key(job, key_id, key_expires)
+                    self.store.put_with_idempotency_key(job, key_id, key_expires, fingerprint)
                 else:
                     self.store.put(job, expected_version=None)
                 return Enqueued(job, created=True)
@@ -203,7 +219,7 @@ class JobService:
                 current = self.store.get(job.job_id)
                 if current is not None:
                     return Enqueued(current, created=True)
-                existing = self._existing(key_id, now) if key_id is not None else None
+                existing = self._existing(key_id, now, fingerprint) if key_id is not None else None
                 if existing is not None:  # our message is an orphan the worker will drop
                     return Enqueued(existing, created=False)
             except Exception:
@@ -378,6 +394,12 @@ class JobService:
             raise InvalidTransitionError(
                 old.job_id, current.status if current else "gone", new.status
             ) from None
+
+
+def _fingerprint(request: EnqueueRequest) -> str:
+    """What makes two requests with one idempotency key the same request."""
+    body = request.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
 
 
 def _key_id(caller: Caller, key: str) -> str:

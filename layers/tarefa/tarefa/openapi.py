@@ -86,7 +86,7 @@ def routes() -> list[RouteDoc]:
     return [
         RouteDoc("GET", "/health", "Health of DynamoDB, SQS and the cache (no token)", errors=(503,), public=True),
         RouteDoc("GET", "/job-types", "The job types this deployment runs, with their payload schemas", 200, JobTypeList, errors=(401,)),
-        RouteDoc("POST", "/jobs", "Enqueue a job", 202, Job, EnqueueRequest, errors=(400, 401, 413, 422, 429, 503)),
+        RouteDoc("POST", "/jobs", "Enqueue a job (409 IDEMPOTENCY_KEY_REUSED: the key made another request)", 202, Job, EnqueueRequest, errors=(400, 401, 409, 413, 422, 429, 503)),
         RouteDoc("GET", "/jobs", "Your jobs (every job for admins), newest first", 200, JobPage, query=ListRequest),
         RouteDoc("GET", "/jobs/{jobId}", "One job (X-Cache: HIT when a finished job came from the cache)", 200, Job),
         RouteDoc("POST", "/jobs/{jobId}/cancel", "Cancel a PENDING, RETRYING or FAILED job", 200, Job, CancelRequest, errors=(401, 404, 409, 422)),
@@ -108,10 +108,8 @@ def routes() -> list[RouteDoc]:
 def document(server_url: str = "/", job_types: list[str] | None = None) -> dict[str, Any]:
     """`job_types`: the names (and aliases) POST /jobs accepts, listed in its schema."""
     documented = routes()
-    responses_models = {r.response for r in documented if r.response is not None} | {
-        ErrorResponse,
-        GatewayErrorResponse,
-    }
+    errors: set[type[BaseModel]] = {ErrorResponse, GatewayErrorResponse}
+    responses_models = {r.response for r in documented if r.response is not None} | errors
     body_models = {r.body for r in documented if r.body is not None}
     _, schema = models_json_schema(
         [(m, "serialization") for m in sorted(responses_models, key=lambda m: m.__name__)]
@@ -155,11 +153,10 @@ def document(server_url: str = "/", job_types: list[str] | None = None) -> dict[
         for status in sorted(statuses):
             # A missing or refused token is answered by API Gateway's authorizer, in its own shape
             # (the API's own 401, e.g. a token without `sub`, has the usual shape)
-            model = ErrorResponse
-            schema: dict[str, Any] = ref(model)
+            schema_of: dict[str, Any] = ref(ErrorResponse)
             if status == 401 and not route.public:
-                schema = {"oneOf": [ref(GatewayErrorResponse), ref(ErrorResponse)]}
-            responses[str(status)] = {"description": _reason(status), "content": {"application/json": {"schema": schema}}}  # fmt: skip
+                schema_of = {"oneOf": [ref(GatewayErrorResponse), ref(ErrorResponse)]}
+            responses[str(status)] = {"description": _reason(status), "content": {"application/json": {"schema": schema_of}}}  # fmt: skip
         operation["responses"] = responses
         operation["security"] = [] if route.public else [{"bearer": []}]
         paths.setdefault(route.path, {})[route.method.lower()] = operation

@@ -23,6 +23,14 @@ class Sweep(StrEnum):
 
 
 @dataclass(frozen=True)
+class IdempotencyEntry:
+    """What an idempotency key names: its job, and a fingerprint of the request that made it."""
+
+    job_id: str
+    fingerprint: str | None
+
+
+@dataclass(frozen=True)
 class ListQuery:
     user_id: str | None  # None: every user's jobs (admins)
     limit: int
@@ -42,10 +50,13 @@ class JobStore(Protocol):
     def put(self, job: Job, expected_version: int | None) -> None:
         """Write `job`; None means it must not exist yet. ConflictError when the check fails."""
 
-    def put_with_idempotency_key(self, job: Job, key_id: str, expires_at: datetime) -> None:
-        """Create `job` and claim `key_id` for it atomically; ConflictError if either is taken."""
+    def put_with_idempotency_key(
+        self, job: Job, key_id: str, expires_at: datetime, fingerprint: str | None = None
+    ) -> None:
+        """Create `job` and claim `key_id` for it atomically; ConflictError if either is taken.
+        `fingerprint` names the request that made it (a reuse with another body is refused)."""
 
-    def job_id_for_idempotency_key(self, key_id: str, now: datetime) -> str | None: ...
+    def idempotency_entry(self, key_id: str, now: datetime) -> IdempotencyEntry | None: ...
 
     def delete_finished(self, job_id: str, finished_before: datetime) -> bool:
         """Delete a job that is still terminal and finished before the cutoff."""

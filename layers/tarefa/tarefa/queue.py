@@ -33,9 +33,12 @@ class QueueMessage(BaseModel):
     run_at: datetime | None = Field(None, alias="runAt")
     idempotency_key_id: str | None = Field(None, alias="idempotencyKeyId", max_length=200)
     idempotency_expires_at: datetime | None = Field(None, alias="idempotencyExpiresAt")
+    idempotency_fingerprint: str | None = Field(None, alias="idempotencyFingerprint", max_length=64)
 
     @classmethod
-    def for_new_job(cls, job: Job, key_id: str | None, key_expires_at: datetime | None) -> str:
+    def for_new_job(
+        cls, job: Job, key_id: str | None, key_expires_at: datetime | None, fingerprint: str | None = None
+    ) -> str:
         """The body of a job the API sends before it records it: everything the record needs."""
         body = cls(
             type=job.type,
@@ -49,6 +52,7 @@ class QueueMessage(BaseModel):
             run_at=job.run_at,
             idempotency_key_id=key_id,
             idempotency_expires_at=key_expires_at,
+            idempotency_fingerprint=fingerprint,
         )
         return body.model_dump_json(by_alias=True, exclude_none=True, exclude_defaults=True)
 

@@ -151,10 +151,12 @@ class Worker:
             self.store.put(claimed, expected_version=None)
         else:  # the API sent it and could not record it: record it under the same key
             try:
-                self.store.put_with_idempotency_key(claimed, key_id, key_expires)
+                self.store.put_with_idempotency_key(
+                    claimed, key_id, key_expires, message.idempotency_fingerprint
+                )
             except ConflictError:
-                owner = self.store.job_id_for_idempotency_key(key_id, now)
-                if owner is not None and owner != job_id:
+                entry = self.store.idempotency_entry(key_id, now)
+                if entry is not None and entry.job_id != job_id:
                     logger.info("the key names another job (a retried request won): message dropped")
                     return None
                 raise

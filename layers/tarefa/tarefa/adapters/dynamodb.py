@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from tarefa.errors import ConflictError
 from tarefa.job import TERMINAL, Job, JobStatus
-from tarefa.ports import ListPage, ListQuery, Sweep
+from tarefa.ports import IdempotencyEntry, ListPage, ListQuery, Sweep
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -58,19 +58,24 @@ class DynamoJobStore:
                 raise ConflictError(job.job_id) from None
             raise
 
-    def put_with_idempotency_key(self, job: Job, key_id: str, expires_at: datetime) -> None:
+    def put_with_idempotency_key(
+        self, job: Job, key_id: str, expires_at: datetime, fingerprint: str | None = None
+    ) -> None:
         now = int(job.created_at.timestamp())
+        key_item: dict[str, AttributeValueTypeDef] = {
+            "id": {"S": key_id},
+            "jobId": {"S": job.job_id},
+            "expiration": {"N": str(int(expires_at.timestamp()))},
+        }
+        if fingerprint:
+            key_item["fingerprint"] = {"S": fingerprint}
         try:
             self.client.transact_write_items(
                 TransactItems=[
                     {
                         "Put": {
                             "TableName": self.idempotency_table,
-                            "Item": {
-                                "id": {"S": key_id},
-                                "jobId": {"S": job.job_id},
-                                "expiration": {"N": str(int(expires_at.timestamp()))},
-                            },
+                            "Item": key_item,
                             "ConditionExpression": "attribute_not_exists(id) OR expiration < :now",
                             "ExpressionAttributeValues": {":now": {"N": str(now)}},
                         }
@@ -89,13 +94,14 @@ class DynamoJobStore:
                 raise ConflictError(job.job_id) from None
             raise
 
-    def job_id_for_idempotency_key(self, key_id: str, now: datetime) -> str | None:
+    def idempotency_entry(self, key_id: str, now: datetime) -> IdempotencyEntry | None:
         item = self.client.get_item(
             TableName=self.idempotency_table, Key={"id": {"S": key_id}}, ConsistentRead=True
         ).get("Item")
         if item is None or int(item["expiration"]["N"]) < now.timestamp() or "jobId" not in item:
             return None
-        return item["jobId"]["S"]
+        fingerprint = item["fingerprint"]["S"] if "fingerprint" in item else None
+        return IdempotencyEntry(item["jobId"]["S"], fingerprint)
 
     # -- steps a job recorded once (ctx.once), beside the idempotency keys ------------------
     def get_step(self, key: str) -> str | None:
