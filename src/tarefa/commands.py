@@ -119,11 +119,13 @@ def run(args: argparse.Namespace, state_dir: Path, out: Any = None, err: Any = N
         return handler(client, args, out, err)
     except api.TarefaClientError as exc:
         if args.json:
-            print(
-                json.dumps({"error": {"status": exc.status, "code": exc.code, "message": exc.message}}),
-                file=out,
-            )
+            error: dict[str, Any] = {"status": exc.status, "code": exc.code, "message": exc.message}
+            if exc.details:
+                error["details"] = exc.details
+            print(json.dumps({"error": error}), file=out)
         print(f"tarefa {args.command}: {exc}", file=err)
+        for line in _detail_lines(exc.details):
+            print(f"  {line}", file=err)
         if isinstance(exc, api.RateLimitedError):
             print(f"  retry in {exc.retry_after} s", file=err)
         return next((code for kind, code in EXIT_OF.items() if isinstance(exc, kind)), EXIT_ERROR)
@@ -318,6 +320,22 @@ HANDLERS: dict[str, Callable[[api.TarefaClient, argparse.Namespace, Any, Any], i
 
 
 # -- output --------------------------------------------------------------------------------------
+def _detail_lines(details: Any) -> list[str]:
+    """An error's details as a person reads them: one line per invalid field (422), or what
+    the API lists (the known job types of a 400 UNKNOWN_JOB_TYPE)."""
+    if isinstance(details, list):
+        return [
+            f"{d.get('field') or '(body)'}: {d.get('message', '')}" if isinstance(d, dict) else str(d)
+            for d in details
+        ]
+    if isinstance(details, dict):
+        return [
+            f"{key}: {', '.join(map(str, value)) if isinstance(value, list) else value}"
+            for key, value in details.items()
+        ]
+    return []
+
+
 def _show(out: Any, args: argparse.Namespace, model: BaseModel, text: str) -> None:
     print(model.model_dump_json(by_alias=True) if args.json else text, file=out)
 

@@ -87,3 +87,17 @@ def test_delay_speedup_divides_backoff_so_a_long_ladder_can_be_watched(tmp_path:
         assert done["attempts"] == 2
     finally:
         fast.stop()
+
+
+def test_the_cli_shows_which_fields_are_invalid(stack: RunningStack) -> None:
+    shown = cli(stack, "enqueue", "demo.greet", "--payload", '{"name": "", "steps": 99}')
+    assert shown.returncode == 7, shown.stderr
+    assert "422 VALIDATION_ERROR" in shown.stderr
+    assert "  payload.name: String should have at least 1 character" in shown.stderr
+    assert "  payload.steps: Input should be less than or equal to 10" in shown.stderr
+    as_json = json.loads(cli(stack, "enqueue", "demo.greet", "--payload", '{"name": ""}', "--json").stdout)
+    assert as_json["error"]["details"] == [
+        {"field": "payload.name", "message": "String should have at least 1 character"}
+    ]
+    unknown = cli(stack, "enqueue", "demo.nope")
+    assert "knownTypes: " in unknown.stderr and "demo.greet" in unknown.stderr
