@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
+
+import jwt
 
 from tarefa.local.process import free_port
 
@@ -101,3 +104,19 @@ def test_the_cli_shows_which_fields_are_invalid(stack: RunningStack) -> None:
     ]
     unknown = cli(stack, "enqueue", "demo.nope")
     assert "knownTypes: " in unknown.stderr and "demo.greet" in unknown.stderr
+
+
+def test_the_log_line_of_a_refused_token_says_why(stack: RunningStack) -> None:
+    expired = stack.token("ana", "--ttl", "1")
+    # A token signed by another key, and one that expired
+    forged = jwt.encode({"sub": "ana", "exp": 4102444800}, "not-the-local-key-" + "x" * 32, algorithm="HS256")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and stack.request("GET", "/jobs", token=expired)[0] != 401:
+        time.sleep(0.2)  # until the one-second token has expired
+    assert stack.request("GET", "/job-types", token=forged)[0] == 401
+    assert stack.request("GET", "/job-types")[0] == 401
+    assert "GET /jobs 401" in stack.wait_for_line("(token refused: Signature has expired)")
+    assert "GET /job-types 401" in stack.wait_for_line(
+        "(token refused: The specified alg value is not allowed)"
+    )
+    assert "GET /job-types 401" in stack.wait_for_line("(token refused: missing bearer token)")

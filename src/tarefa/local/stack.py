@@ -104,6 +104,7 @@ class LocalStack:
         self.stopping = threading.Event()
         self.threads: list[threading.Thread] = []
         self.function_locks: dict[str, threading.Lock] = {}
+        self.refusal = threading.local()  # why this thread's last request's token was refused
 
     @property
     def api_url(self) -> str:
@@ -229,12 +230,13 @@ class LocalStack:
         path = target.split("?", 1)[0]
         found = match_route(self.app.api_function.routes, method, path)
         claims: dict[str, Any] | None = None
+        self.refusal.reason = None
         if found is not None and found[0].authorized:
             try:
                 claims = self.authority.verify(headers.get("authorization"))
             except TokenError as exc:
-                if self.verbose:
-                    self.log(f"AUTH refused: {exc}")
+                # API Gateway answers only {"message": "Unauthorized"}; the log line says why
+                self.refusal.reason = str(exc)
         with self.api_lock:
             result = self.app.api(method, target, body, claims, headers, source_ip)
         return result.status, result.headers, result.text
@@ -393,7 +395,11 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
                 status, headers, text = _gateway_answer(500, "Internal Server Error")
         self._answer(status, headers, text)
         elapsed = (time.perf_counter() - started) * 1000
-        self.local.log(f"API  {self.command} {self.path.split('?', 1)[0]} {status} {elapsed:.0f}ms")
+        why = getattr(self.local.refusal, "reason", None) if status == 401 else None
+        self.local.log(
+            f"API  {self.command} {self.path.split('?', 1)[0]} {status} {elapsed:.0f}ms"
+            + (f" (token refused: {why})" if why else "")
+        )
 
     def _content_length(self) -> int | None:
         """The body's length; None when Content-Length is not a non-negative number."""
