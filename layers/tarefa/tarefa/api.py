@@ -1,0 +1,229 @@
+"""The HTTP face every route handler shares, the engine's and a workload's: one error shape,
+one status per domain error, strict body parsing, the caller from the JWT authorizer's claims,
+per-route rate limits, and AWS outages answered as 503 with Retry-After.
+
+`new_app()` gives a Powertools resolver with all of it installed; a workload's function includes
+its own Router in it (`app.include_router(router)`), so its routes behave like the engine's.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from pydantic import BaseModel, ValidationError
+
+from tarefa import errors
+from tarefa.jobs import Caller, field_errors
+from tarefa.wiring import container
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+
+logger = Logger(child=True)
+
+MAX_BODY_BYTES = 256 * 1024
+ADMIN_GROUP = "admin"
+
+# The one place domain errors become status codes.
+STATUS_OF: dict[type[errors.TarefaError], int] = {
+    errors.MalformedRequestError: 400,
+    errors.UnknownJobTypeError: 400,
+    errors.UnauthorizedError: 401,
+    errors.ForbiddenError: 403,
+    errors.JobNotFoundError: 404,
+    errors.QueueNotFoundError: 404,
+    errors.InvalidTransitionError: 409,
+    errors.IdempotencyKeyReusedError: 409,
+    errors.PayloadTooLargeError: 413,
+    errors.ValidationFailedError: 422,
+    errors.RateLimitedError: 429,
+    errors.QueueUnavailableError: 503,
+    errors.RateLimiterUnavailableError: 503,
+    errors.SessionsUnavailableError: 503,
+}
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
+    return Response(status, "application/json", json.dumps(body, separators=(",", ":")), headers)
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> Response[str]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    return json_response(status, {"error": error})
+
+
+def claims(event: APIGatewayProxyEventV2) -> dict[str, Any]:
+    authorizer = event.request_context.authorizer
+    return (authorizer.jwt_claim if authorizer else None) or {}
+
+
+def caller(event: APIGatewayProxyEventV2) -> Caller:
+    """The user the JWT authorizer (or the local stack, the same way) let through."""
+    token = claims(event)
+    subject = token.get("sub")
+    if not subject:
+        raise errors.UnauthorizedError("A valid bearer token is required")
+    groups = token.get("cognito:groups", [])
+    if isinstance(groups, str):  # HTTP APIs pass array claims as "[a b]"
+        groups = groups.strip("[]").replace(",", " ").split()
+    return Caller(user_id=str(subject), is_admin=ADMIN_GROUP in groups)
+
+
+def admin(event: APIGatewayProxyEventV2) -> Caller:
+    who = caller(event)
+    if not who.is_admin:
+        raise errors.ForbiddenError("This route is for admins")
+    return who
+
+
+def source_ip(event: APIGatewayProxyEventV2) -> str:
+    """The client's address as API Gateway saw it: never a header the caller controls."""
+    return str(event.request_context.http.source_ip)
+
+
+def parse_body(event: APIGatewayProxyEventV2, model: type[Model], required: bool = True) -> Model:
+    """The JSON body as `model`, strictly: JSON types as the document gives them (no `true` or
+    `"3"` for an integer), UTF-8 only, and no NaN or Infinity (Python's json and pydantic accept
+    them; JSON does not)."""
+    import base64
+
+    body = event.body or ""
+    try:  # API Gateway base64-encodes a body that is not UTF-8 text
+        data = base64.b64decode(body, validate=True) if event.is_base64_encoded else body.encode()
+    except ValueError:  # binascii.Error, UnicodeEncodeError (a lone surrogate), non-ASCII base64
+        raise errors.MalformedRequestError("The body is not valid UTF-8") from None
+    if len(data) > MAX_BODY_BYTES:
+        raise errors.PayloadTooLargeError(f"The body is over {MAX_BODY_BYTES // 1024} KiB")
+    try:
+        raw = data.decode()
+    except UnicodeDecodeError:
+        raise errors.MalformedRequestError("The body is not valid UTF-8") from None
+    if not raw.strip():
+        if required:
+            raise errors.MalformedRequestError("A JSON body is required")
+        raw = "{}"
+    if "NaN" in raw or "Infinity" in raw:  # rare: only then pay for a second parse
+
+        def refuse(constant: str) -> Any:
+            raise ValueError(f"{constant} is not JSON")
+
+        try:
+            json.loads(raw, parse_constant=refuse)
+        except (json.JSONDecodeError, RecursionError):
+            raise errors.MalformedRequestError("The body is not valid JSON") from None
+        except ValueError:
+            raise errors.MalformedRequestError(
+                "The body is not valid JSON: NaN and Infinity are not JSON numbers"
+            ) from None
+    try:
+        return model.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise errors.MalformedRequestError("The body is not valid JSON") from None
+        if any(e["type"] == "model_type" and not e["loc"] for e in exc.errors()):
+            raise errors.MalformedRequestError("The body must be a JSON object") from None
+        raise errors.ValidationFailedError("The request is not valid", field_errors(exc)) from None
+
+
+def parse_query(event: APIGatewayProxyEventV2, model: type[Model]) -> Model:
+    try:
+        return model.model_validate(event.query_string_parameters or {})
+    except ValidationError as exc:
+        raise errors.ValidationFailedError("The query is not valid", field_errors(exc)) from None
+
+
+def rate_limit(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[str]:
+    """Per-route sliding-window limits (TAREFA_RATE_LIMITS, TAREFA_ENQUEUE_RATE_LIMIT) for the
+    authenticated user, else the source IP API Gateway saw (never X-Forwarded-For)."""
+    route = app.current_event.route_key
+    limit = container().settings.route_limits().get(route)
+    limiter = container().limiter
+    if limit is None or limiter is None:
+        return next_middleware(app)
+    subject = claims(app.current_event).get("sub")
+    identity = f"user:{subject}" if subject else f"ip:{app.current_event.request_context.http.source_ip}"
+    decision = limiter.hit(route, identity, limit.rate, limit.fail_open)
+    if decision.allowed:
+        response = next_middleware(app)
+    elif decision.degraded:
+        response = error_response(
+            503, errors.RateLimiterUnavailableError.code, "Rate limiting is unavailable; try again shortly"
+        )
+    else:
+        response = error_response(
+            429,
+            errors.RateLimitedError.code,
+            f"Rate limit of {limit.rate.limit} requests per {limit.rate.window_seconds} s reached; "
+            f"retry in {decision.retry_after} s",
+        )
+    if not decision.degraded or not decision.allowed:
+        response.headers.update(decision.headers())
+    return response
+
+
+def domain_error(exc: errors.TarefaError) -> Response[str]:
+    status = next((s for cls, s in STATUS_OF.items() if isinstance(exc, cls)), 500)
+    response = error_response(status, exc.code, exc.message, exc.details)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+def not_found(exc: NotFoundError) -> Response[str]:
+    return error_response(404, "ROUTE_NOT_FOUND", "No such route")
+
+
+def unexpected(exc: Exception) -> Response[str]:
+    if _is_aws_outage(exc):
+        logger.warning("an AWS dependency failed", extra={"error": type(exc).__name__})
+        response = error_response(
+            503, "SERVICE_UNAVAILABLE", "A dependency is unavailable for a moment; retry the request"
+        )
+        response.headers["Retry-After"] = "1"
+        return response
+    logger.exception("unhandled error")
+    return error_response(500, "INTERNAL", "Something went wrong on our side; the request was logged")
+
+
+def _is_aws_outage(exc: Exception) -> bool:
+    """Throttling, 5xx, timeouts and dropped connections of an AWS call: worth a retry."""
+    from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+
+    if isinstance(exc, ConnectionError | HTTPClientError):
+        return True
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return status >= 500 or "Throttl" in code or code in RETRYABLE_AWS_CODES
+    return isinstance(exc, BotoCoreError) and "timeout" in type(exc).__name__.lower()
+
+
+RETRYABLE_AWS_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "ServiceUnavailable",
+        "InternalServerError",
+        "InternalFailure",
+        "TransactionConflictException",
+    }
+)
+
+
+def new_app() -> APIGatewayHttpResolver:
+    """A resolver with the rate limits, the error shape and the outage answers installed."""
+    app = APIGatewayHttpResolver()
+    app.use(middlewares=[rate_limit])
+    app.exception_handler(errors.TarefaError)(domain_error)
+    app.not_found(not_found)
+    app.exception_handler(Exception)(unexpected)
+    return app
