@@ -152,9 +152,12 @@ def openapi_document() -> Response[str]:
     from tarefa.openapi import document
 
     stage = app.current_event.request_context.stage
-    registry = container().registry
-    names = [name for t in registry.types() for name in (t.name, *t.aliases)]
-    return json_response(200, document("/" if stage in (None, "$default") else f"/{stage}", names))
+    from tarefa.openapi import workload_routes
+
+    c = container()
+    names = [name for t in c.registry.types() for name in (t.name, *t.aliases)]
+    extra = workload_routes(c.settings.job_modules)
+    return json_response(200, document("/" if stage in (None, "$default") else f"/{stage}", names, extra))
 
 
 # The pages hold an admin's token in memory: no framing, no sniffing, no referrer, and scripts,

@@ -58,7 +58,7 @@ def test_sam_transform_expands_the_template() -> None:
     with_cache = [
         r for r in roles if {"Ref": "CacheAccessPolicy"} in r["Properties"].get("ManagedPolicyArns", [])
     ]
-    assert len(with_cache) == 3  # the managed policy reaches each function's role
+    assert len(with_cache) == 4  # the managed policy reaches each function's role (api, worker, maintenance, demo)
 
 
 def test_functions_run_python313_on_arm64() -> None:
@@ -501,7 +501,7 @@ def test_every_aws_service_the_vpc_functions_call_has_an_endpoint() -> None:
     the functions in the VPC, so a new action brings its endpoint or fails here."""
     resolver = resolver_for(CacheBackend="redis", CreateVpcEndpoints="true")
     in_vpc = [f for f in functions() if joins_the_vpc(f, resolver)]
-    assert set(in_vpc) == {"ApiFunction", "WorkerFunction", "MaintenanceFunction"}
+    assert set(in_vpc) == {"ApiFunction", "WorkerFunction", "MaintenanceFunction", "DemoFunction"}
     needed = {action.split(":", 1)[0] for f in in_vpc for action in effective_actions(f, resolver)}
     assert {"dynamodb", "sqs", "secretsmanager", "lambda"} <= needed
     endpoints: dict[str, str] = {}

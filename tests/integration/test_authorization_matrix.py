@@ -203,7 +203,7 @@ def test_the_document_declares_public_exactly_the_routes_the_template_leaves_ope
 ) -> None:
     """The matrix trusts the document's `security`; the gateway trusts the template. They agree."""
     documented = {(op.method, op.path): op.public for op in operations(document)}
-    deployed = {(r.method, r.path): not r.authorized for r in gateway.app.api_function.routes}
+    deployed = {(r.method, r.path): not r.authorized for r in gateway.app.routes}
     assert documented == deployed
     public = {path for (_, path), is_public in documented.items() if is_public}
     assert {"/health", "/docs", "/dashboard"} <= public

@@ -17,7 +17,8 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from pydantic import BaseModel, ValidationError
 
 from tarefa import errors
-from tarefa.jobs import Caller, field_errors
+from tarefa.jobs import Caller, Enqueued, EnqueueRequest, field_errors
+from tarefa.ratelimit import Rate, RouteLimit
 from tarefa.wiring import container
 
 if TYPE_CHECKING:
@@ -28,6 +29,40 @@ logger = Logger(child=True)
 
 MAX_BODY_BYTES = 256 * 1024
 ADMIN_GROUP = "admin"
+# Limits a workload gives its own routes (a public route limited by address); TAREFA_RATE_LIMITS
+# (the template's RateLimits) overrides them per route.
+DEFAULT_LIMITS: dict[str, RouteLimit] = {}
+
+
+def declare_limit(route_key: str, rate: str, fail_open: bool = True) -> None:
+    """A default limit for a route ("GET /demo/hello/{name}", "30/60"): per user with a token,
+    else per source address."""
+    DEFAULT_LIMITS[route_key] = RouteLimit(rate=Rate.parse(rate), fail_open=fail_open)
+
+
+def enqueue(
+    who: Caller,
+    job_type: str,
+    payload: Any,
+    *,
+    idempotency_key: str | None = None,
+    priority: str | None = None,
+    delay_seconds: int = 0,
+    order_id: str | None = None,
+) -> Enqueued:
+    """Enqueue a job from a workload's route, exactly as POST /jobs does for `who`."""
+    request = EnqueueRequest.model_validate(
+        {
+            "type": job_type,
+            "payload": payload,
+            "idempotencyKey": idempotency_key,
+            "priority": priority,
+            "delaySeconds": delay_seconds,
+            "orderId": order_id,
+        }
+    )
+    return container().jobs.enqueue(who, request)
+
 
 # The one place domain errors become status codes.
 STATUS_OF: dict[type[errors.TarefaError], int] = {
@@ -145,7 +180,7 @@ def rate_limit(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> 
     """Per-route sliding-window limits (TAREFA_RATE_LIMITS, TAREFA_ENQUEUE_RATE_LIMIT) for the
     authenticated user, else the source IP API Gateway saw (never X-Forwarded-For)."""
     route = app.current_event.route_key
-    limit = container().settings.route_limits().get(route)
+    limit = container().settings.route_limits().get(route) or DEFAULT_LIMITS.get(route)
     limiter = container().limiter
     if limit is None or limiter is None:
         return next_middleware(app)

@@ -6,6 +6,9 @@ The infrastructure tests check that the routes listed here are exactly template.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +83,7 @@ class RouteDoc:
     admin: bool = False
     errors: tuple[int, ...] = field(default=(400, 401, 404, 422))
     public: bool = False  # no JWT: open, or checked another way (a provider's signature)
+    tag: str | None = None  # a workload's name groups its routes
 
 
 def routes() -> list[RouteDoc]:
@@ -105,9 +109,31 @@ def routes() -> list[RouteDoc]:
     ]  # fmt: skip
 
 
-def document(server_url: str = "/", job_types: list[str] | None = None) -> dict[str, Any]:
-    """`job_types`: the names (and aliases) POST /jobs accepts, listed in its schema."""
-    documented = routes()
+def workload_routes(modules: Iterable[str]) -> list[RouteDoc]:
+    """The routes the loaded workloads document: `ROUTES` in each package's `openapi` module
+    (read only when the document is built, so it costs no cold start)."""
+    found: list[RouteDoc] = []
+    for module in modules:
+        package = module.split(".")[0]
+        if importlib.util.find_spec(package) is None:
+            continue
+        name = f"{package}.openapi"
+        try:
+            spec = importlib.util.find_spec(name)
+        except ModuleNotFoundError:
+            spec = None
+        if spec is not None:
+            declared = getattr(importlib.import_module(name), "ROUTES", [])
+            found += [r for r in declared if r not in found]
+    return found
+
+
+def document(
+    server_url: str = "/", job_types: list[str] | None = None, extra: Iterable[RouteDoc] = ()
+) -> dict[str, Any]:
+    """`job_types`: the names (and aliases) POST /jobs accepts, listed in its schema; `extra`:
+    the workloads' own routes."""
+    documented = [*routes(), *extra]
     errors: set[type[BaseModel]] = {ErrorResponse, GatewayErrorResponse}
     responses_models = {r.response for r in documented if r.response is not None} | errors
     body_models = {r.body for r in documented if r.body is not None}
@@ -128,7 +154,8 @@ def document(server_url: str = "/", job_types: list[str] | None = None) -> dict[
 
     paths: dict[str, Any] = {}
     for route in documented:
-        operation: dict[str, Any] = {"summary": route.summary, "tags": ["admin" if route.admin else "jobs"]}
+        tag = route.tag or ("admin" if route.admin else "jobs")
+        operation: dict[str, Any] = {"summary": route.summary, "tags": [tag]}
         parameters = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in _path_params(route.path)
@@ -190,25 +217,48 @@ header input{flex:1;max-width:520px;padding:6px}main{padding:16px 20px;max-width
 details{background:#fff;border:1px solid #d8dce3;border-radius:6px;margin:8px 0;padding:8px 12px}
 summary{cursor:pointer;font-weight:600}.m{display:inline-block;width:52px;font-family:monospace}
 .GET{color:#1769aa}.POST{color:#2e7d32}textarea{width:100%;min-height:90px;font-family:monospace}
-pre{background:#1d2330;color:#e6e6e6;padding:8px;overflow:auto;max-height:320px}label{display:block;margin:4px 0}
+pre{background:#1d2330;color:#e6e6e6;padding:8px;overflow:auto;max-height:420px;white-space:pre-wrap;word-break:break-word}
+label{display:block;margin:4px 0}#help{background:#fff;border-radius:6px;padding:4px 16px 10px}#problem{color:#8e1c1c}
 </style></head><body>
-<header><strong>Tarefa API</strong><input id="token" type="password" placeholder="Bearer token (kept for this tab only)">
+<header><strong>Tarefa API</strong><input id="token" type="password" autocomplete="off" placeholder="Bearer token (kept for this tab only)">
 <button id="save">Use token</button></header>
-<main id="ops"><p>Paste a token to load the API description.</p></main>
+<main><p id="problem" role="alert" hidden></p>
+<section id="help" hidden>
+<h2>This page needs a token</h2>
+<p>It holds no data of its own: it loads the API description (openapi.json) and sends every call with a
+bearer token, which you paste above. It is kept in this tab only (sessionStorage).</p>
+<p><b>Locally</b> (the stack <code>make run</code> or <code>tarefa local</code> started), mint one in a terminal,
+from the repository's folder (the command is <code>.venv/bin/tarefa</code> there):</p>
+<pre>tarefa token --user NAME            # NAME's own jobs
+tarefa token --user NAME --admin    # every job, the queues and the dead letters</pre>
+<p><b>On AWS</b>: a token of the stack's Cognito user pool (its <code>admin</code> group makes an admin),
+or of the identity provider the stack trusts (<code>JwtIssuer</code>).</p>
+</section>
+<div id="ops"></div></main>
 <script>
 const ops = document.getElementById('ops'), tokenBox = document.getElementById('token');
+const help = document.getElementById('help'), problem = document.getElementById('problem');
 tokenBox.value = sessionStorage.getItem('tarefa-token') || '';
 document.getElementById('save').onclick = () => { sessionStorage.setItem('tarefa-token', tokenBox.value.trim()); load(); };
+tokenBox.onkeydown = e => { if (e.key === 'Enter') document.getElementById('save').click(); };
 function headers() { const t = sessionStorage.getItem('tarefa-token'); return t ? {'Authorization': 'Bearer ' + t, 'Content-Type': 'application/json'} : {'Content-Type': 'application/json'}; }
 function el(tag, attrs, ...kids) { const e = document.createElement(tag); Object.assign(e, attrs || {}); kids.forEach(k => e.append(k)); return e; }
+function pretty(text) { try { return JSON.stringify(JSON.parse(text), null, 2); } catch (e) { return text; } }
 async function load() {
+  ops.textContent = ''; problem.hidden = true;
+  if (!sessionStorage.getItem('tarefa-token')) { help.hidden = false; return; }
   const r = await fetch('openapi.json', {headers: headers()});
-  if (!r.ok) { ops.textContent = 'Could not load the description: HTTP ' + r.status + ' (check the token).'; return; }
-  const spec = await r.json(); ops.textContent = '';
+  if (!r.ok) {
+    problem.textContent = 'Could not load the API description: HTTP ' + r.status + (r.status === 401 ? ': the token is missing, expired or not accepted; get a new one as below.' : '.');
+    problem.hidden = false; help.hidden = r.status !== 401; return;
+  }
+  help.hidden = true;
+  const spec = await r.json();
   for (const [path, methods] of Object.entries(spec.paths)) for (const [method, op] of Object.entries(methods)) ops.append(operation(path, method.toUpperCase(), op));
 }
 function operation(path, method, op) {
   const box = el('details'), inputs = {}, out = el('pre');
+  box.dataset.route = method + ' ' + path;
   box.append(el('summary', {}, el('span', {className: 'm ' + method, textContent: method}), path + ' \u2014 ' + op.summary));
   for (const p of op.parameters || []) { const i = el('input', {placeholder: p.in}); inputs[p.name] = [p, i]; box.append(el('label', {}, p.name + ' ', i)); }
   const body = op.requestBody ? el('textarea', {value: '{}'}) : null; if (body) box.append(el('label', {}, 'JSON body', body));
@@ -217,11 +267,14 @@ function operation(path, method, op) {
     let url = path; const q = new URLSearchParams();
     for (const [name, [p, i]] of Object.entries(inputs)) { if (p.in === 'path') url = url.replace('{' + name + '}', encodeURIComponent(i.value)); else if (i.value) q.set(name, i.value); }
     const base = location.pathname.replace(/docs$/, '');
-    const r = await fetch(base + url.slice(1) + (q.toString() ? '?' + q : ''), {method, headers: headers(), body: body ? body.value : undefined});
-    out.textContent = r.status + ' ' + r.statusText + '\\n' + await r.text();
+    try {
+      const r = await fetch(base + url.slice(1) + (q.toString() ? '?' + q : ''), {method, headers: headers(), body: body ? body.value : undefined});
+      const text = await r.text();
+      out.textContent = r.status + ' ' + r.statusText + '\\n' + pretty(text);
+    } catch (e) { out.textContent = 'The API did not answer: ' + e.message; }
   };
   return box;
 }
-if (tokenBox.value) load();
+load();
 </script></body></html>
 """

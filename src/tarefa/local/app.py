@@ -78,6 +78,8 @@ class LocalApp:
             logical_id: load_handler(function) for logical_id, function in self.stack.functions.items()
         }
         self.api_function = self.stack.function_with_routes()
+        self.route_functions = self.stack.routes()
+        self.routes = list(self.route_functions)
         self.stream_pollers = [
             StreamPoller(self.streams, f, source)
             for f in self.stack.functions.values()
@@ -96,7 +98,7 @@ class LocalApp:
     ) -> HttpResult:
         """One request as API Gateway would pass it, once the JWT authorizer let `claims` in."""
         path, _, query = path.partition("?")
-        found = match_route(self.api_function.routes, method, path)
+        found = match_route(self.routes, method, path)
         if found is None:
             return _gateway_error(404, "Not Found")
         route, parameters = found
@@ -116,7 +118,8 @@ class LocalApp:
             source_ip,
             claims if route.authorized else None,
         )
-        response = invoke(self.api_function, self.handlers[self.api_function.logical_id], event)
+        function = self.route_functions[route]
+        response = invoke(function, self.handlers[function.logical_id], event)
         text = response.get("body") or ""
         headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
         is_json = headers.get("content-type", "application/json").startswith("application/json")

@@ -72,7 +72,13 @@ class Stack:
     outputs: dict[str, str]
 
     def function_with_routes(self) -> Function:
-        return next(f for f in self.functions.values() if f.routes)
+        """The engine's API function (the first with routes; ApiFunction in the template)."""
+        return self.functions.get("ApiFunction") or next(f for f in self.functions.values() if f.routes)
+
+    def routes(self) -> dict[HttpRoute, Function]:
+        """Every HTTP route of every function (a workload's routes may be a function of their
+        own behind the same API)."""
+        return {route: f for f in self.functions.values() for route in f.routes}
 
 
 def provision(

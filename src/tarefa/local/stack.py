@@ -228,7 +228,7 @@ class LocalStack:
         self, method: str, target: str, body: bytes, headers: dict[str, str], source_ip: str
     ) -> tuple[int, dict[str, str], str]:
         path = target.split("?", 1)[0]
-        found = match_route(self.app.api_function.routes, method, path)
+        found = match_route(self.app.routes, method, path)
         claims: dict[str, Any] | None = None
         self.refusal.reason = None
         if found is not None and found[0].authorized:
