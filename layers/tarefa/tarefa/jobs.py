@@ -43,7 +43,7 @@ SYSTEM_USER = "tarefa:system"  # owner of jobs that jobs without a user enqueue
 # Statuses no transition leaves (FAILED can be retried or cancelled): safe to serve from a cache
 # without invalidation, so a client never reads a stale status.
 IMMUTABLE = frozenset({JobStatus.COMPLETED, JobStatus.CANCELLED})
-JOB_CACHE_SCHEMA = 1  # bump when Job changes shape: old entries then read as misses
+JOB_CACHE_SCHEMA = 2  # bump when Job changes shape: old entries then read as misses (2: progress)
 
 
 @dataclass(frozen=True)
