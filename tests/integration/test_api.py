@@ -140,17 +140,21 @@ def test_bad_list_queries_are_422(app: LocalApp) -> None:
     assert app.api("GET", "/jobs?cursor=%%%", claims=ALICE).status == 400
 
 
-def test_enqueue_while_sqs_is_down_creates_nothing_and_the_retry_works(app: LocalApp) -> None:
+def test_enqueue_while_sqs_is_down_leaves_a_failed_job_the_error_names(app: LocalApp) -> None:
     # Given the MEDIUM queue is gone
     medium = app.stack.queue_urls["MediumQueue"]
     app.sqs.delete_queue(QueueUrl=medium)
     # When a job is enqueued
     result = app.api("POST", "/jobs", {"type": "system.echo", "payload": 1}, ALICE)
-    # Then the caller gets a 503 and nothing exists that could sit PENDING without a message
+    # Then the caller gets a 503 naming the job, which is on record as FAILED (never PENDING
+    # without a message), for the user to retry
     assert result.status == 503
     assert result.body["error"]["code"] == "QUEUE_UNAVAILABLE"
-    assert "nothing was created" in result.body["error"]["message"]
-    assert app.api("GET", "/jobs", claims=ALICE).body["items"] == []
+    job_id = result.body["error"]["details"]["jobId"]
+    listed = app.api("GET", "/jobs", claims=ALICE).body["items"]
+    assert [(j["jobId"], j["status"], j["errorDetails"]["code"]) for j in listed] == [
+        (job_id, "FAILED", "ENQUEUE_FAILED")
+    ]
 
 
 def test_maintenance_routes_are_for_admins(app: LocalApp) -> None:

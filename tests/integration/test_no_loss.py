@@ -94,6 +94,30 @@ def test_a_keyed_enqueue_whose_send_fails_creates_nothing_and_the_retry_runs(
     assert job_of(app, again.body["jobId"])["status"] == "COMPLETED"
 
 
+def test_a_send_whose_answer_is_lost_runs_once_and_the_503_names_the_job(
+    app: LocalApp, faults: Faults
+) -> None:
+    """SendMessage went through but its answer was lost: the API cannot know, so it records the
+    job FAILED (ENQUEUE_FAILED) and names it; the message that did get through finds it finished
+    and is dropped, and the user's retry runs it once."""
+    sqs = wiring.container().queue.client
+    faults.on(sqs, "after-call.sqs.SendMessage", fail_times(1, timeout))
+    lost = app.api("POST", "/jobs", {"type": "system.echo", "payload": 8}, ALICE)
+    assert lost.status == 503
+    job_id = lost.body["error"]["details"]["jobId"]
+    app.drain()  # the message that got through
+    failed = job_of(app, job_id)
+    assert (failed["status"], failed["errorDetails"]["code"], failed["attempts"]) == (
+        "FAILED",
+        "ENQUEUE_FAILED",
+        0,
+    )
+    assert app.api("POST", f"/jobs/{job_id}/retry", claims=ALICE).status == 202
+    app.drain()
+    done = job_of(app, job_id)
+    assert (done["status"], done["attempts"], done["result"]) == ("COMPLETED", 1, 8)
+
+
 def test_a_create_that_commits_but_loses_its_answer_is_still_202_and_runs(
     app: LocalApp, faults: Faults
 ) -> None:

@@ -11,7 +11,7 @@ import pytest
 from tarefa.breaker import BackendUnavailableError, CircuitBreaker, GuardedBackend
 from tarefa.cache import DEFAULT_TTLS, Cache, TtlTable
 from tarefa.job import JobStatus
-from tarefa.jobs import Caller, EnqueueRequest, JobService
+from tarefa.jobs import JOB_CACHE_SCHEMA, Caller, EnqueueRequest, JobService
 from tarefa.jobtypes import default_registry
 from tarefa.maintenance import Maintenance
 from tarefa.ratelimit import Decision, Rate, RateLimiter
@@ -197,8 +197,8 @@ def test_an_early_cleanup_drops_the_cached_jobs_it_deleted() -> None:
     job = jobs.enqueue(ALICE, EnqueueRequest(type="system.echo")).job
     store.jobs[job.job_id] = job.transition(JobStatus.CANCELLED, clock())
     jobs.read(ALICE, job.job_id)
-    assert cache.get("job", job.job_id) is not None
+    assert cache.get("job", job.job_id, schema=JOB_CACHE_SCHEMA) is not None
     clock.advance(120)
     maintenance = Maintenance(store, MemoryQueue(), 7 * 86400, 300, 120, now=clock, cache=cache)
     assert maintenance.cleanup(older_than_seconds=60) == 1
-    assert cache.get("job", job.job_id) is None
+    assert cache.get("job", job.job_id, schema=JOB_CACHE_SCHEMA) is None

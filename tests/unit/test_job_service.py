@@ -47,9 +47,20 @@ def test_invalid_payload_names_the_field() -> None:
     assert store.jobs == {}
 
 
-def test_sqs_outage_creates_nothing_and_says_so() -> None:
-    # The message goes before the record: a job that exists is always on a queue.
+def test_sqs_outage_leaves_a_visible_failed_job_named_in_the_error() -> None:
+    # The message goes first; when it fails, the job is recorded FAILED (never PENDING without a
+    # message) and the 503 names it, so the client can find it and retry it.
     jobs, store, _ = service(MemoryQueue(fail_sends=True))
-    with pytest.raises(QueueUnavailableError, match="nothing was created"):
+    with pytest.raises(QueueUnavailableError) as raised:
         jobs.enqueue(ALICE, EnqueueRequest(type="system.echo"))
-    assert store.jobs == {}
+    (job,) = store.jobs.values()
+    assert job.status == JobStatus.FAILED
+    assert job.error_details and job.error_details["code"] == "ENQUEUE_FAILED"
+    assert raised.value.details == {"jobId": job.job_id}
+
+
+def test_sqs_outage_with_a_key_writes_nothing_and_names_the_job() -> None:
+    jobs, store, _ = service(MemoryQueue(fail_sends=True))
+    with pytest.raises(QueueUnavailableError, match="same idempotency key") as raised:
+        jobs.enqueue(ALICE, EnqueueRequest(type="system.echo", idempotency_key="k"))
+    assert store.jobs == {} and isinstance(raised.value.details, dict) and "jobId" in raised.value.details

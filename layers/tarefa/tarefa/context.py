@@ -8,6 +8,7 @@ attempt of a job's step, and `once` records a step's result so a later attempt r
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -149,8 +150,8 @@ class JobContext:
         if recorded is not None:
             return json.loads(recorded)["value"]
         encoded = _encode_step(step, fn())
-        if not steps.put_step(key, encoded, STEP_RECORD_LIFETIME):
-            again = steps.get_step(key)  # a concurrent duplicate recorded first: theirs wins
+        if not _record_step(steps, key, encoded):
+            again = steps.get_step(key)  # a concurrent duplicate (or our lost answer) recorded it
             if again is not None:
                 encoded = again
         return json.loads(encoded)["value"]  # the same shape on every attempt
@@ -192,6 +193,24 @@ class JobContext:
             max_attempts=max_attempts,
             order_id=order_id,
         )
+
+
+RECORD_PAUSES = (0.1, 0.4, 1.2)  # the step's record is retried within the attempt
+
+
+def _record_step(
+    steps: StepStore, key: str, encoded: str, sleep: Callable[[float], None] = time.sleep
+) -> bool:
+    """The side effect happened: its record is worth a few tries before the attempt gives up
+    (and the step runs again next time, which the provider's step_key absorbs)."""
+    for pause in (*RECORD_PAUSES, None):
+        try:
+            return steps.put_step(key, encoded, STEP_RECORD_LIFETIME)
+        except Exception:
+            if pause is None:
+                raise
+            sleep(pause)
+    raise AssertionError("unreachable")
 
 
 def _encode_step(step: str, result: Any) -> str:

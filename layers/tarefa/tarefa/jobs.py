@@ -160,7 +160,9 @@ class JobService:
                 return Enqueued(existing, created=False)
         key_expires = now + IDEMPOTENCY_WINDOW if key_id else None
         if not job.held:
-            self._send_new(job, delay, key_id, key_expires, fingerprint)
+            unsent = self._send_new(job, delay, key_id, key_expires, fingerprint)
+            if unsent is not None:
+                return self._not_sent(job, key_id, unsent)
         enqueued = self._record_new(job, key_id, key_expires, now, fingerprint)
         if enqueued.created:
             metrics.add_metric("JobsEnqueued", MetricUnit.Count, 1)
@@ -179,10 +181,10 @@ class JobService:
 
     def _send_new(
         self, job: Job, delay: int, key_id: str | None, key_expires: datetime | None, fingerprint: str | None
-    ) -> None:
+    ) -> Exception | None:
         """Queue a new job before it is recorded, with all the record needs: if the record's
-        write fails, the worker that takes the message records it. If SQS refuses, nothing
-        was created and the caller is told to retry."""
+        write fails, the worker that takes the message records it. Returns the error when the
+        send failed (a timeout may still have sent it)."""
         body = QueueMessage.for_new_job(job, key_id, key_expires, fingerprint)
         if len(body.encode()) > SQS_MAX_MESSAGE_BYTES:
             raise PayloadTooLargeError(
@@ -193,9 +195,42 @@ class JobService:
             self.queue.send(job.priority, body, min(delay, SQS_MAX_DELAY_SECONDS))
         except Exception as exc:
             logger.warning("could not queue a new job", extra={"error": type(exc).__name__})
+            return exc
+        return None
+
+    def _not_sent(self, job: Job, key_id: str | None, error: Exception) -> Enqueued:
+        """SQS refused the new job's message, or its answer was lost (then it may be queued).
+        The 503 names the job id either way. Without a key the job is recorded FAILED
+        (ENQUEUE_FAILED, retryable), so a message that did get through finds it finished and
+        is dropped; if the worker recorded it first, it got through: the answer is a 202. With
+        a key nothing is written: a retry with the same key makes it once (the key decides, and
+        a message that got through is recorded under it, or dropped when the retry won)."""
+        details = {"jobId": job.job_id}
+        if key_id is not None:
             raise QueueUnavailableError(
-                "The queue is unavailable; nothing was created, retry the request"
-            ) from exc
+                f"The queue is unavailable; retry with the same idempotency key (job {job.job_id} "
+                "exists only if its message got through)",
+                details,
+            ) from error
+        failed = job.transition(
+            JobStatus.FAILED,
+            self.now(),
+            error="Could not queue the job; retry it with POST /jobs/{jobId}/retry",
+            error_details={"code": "ENQUEUE_FAILED", "exception": type(error).__name__},
+        )
+        try:
+            self.store.put(failed, expected_version=None)
+        except ConflictError:
+            current = self.store.get(job.job_id)
+            if current is not None:
+                return Enqueued(current, created=True)  # the worker took it: it was queued
+        except Exception:
+            logger.warning("could not record the unqueued job", extra={"job_id": job.job_id})
+        raise QueueUnavailableError(
+            f"The queue is unavailable: job {job.job_id} is FAILED (ENQUEUE_FAILED); retry it "
+            "with POST /jobs/{jobId}/retry",
+            details,
+        ) from error
 
     def _record_new(
         self,
@@ -216,19 +251,22 @@ class JobService:
                     self.store.put(job, expected_version=None)
                 return Enqueued(job, created=True)
             except ConflictError:
-                current = self.store.get(job.job_id)
-                if current is not None:
-                    return Enqueued(current, created=True)
-                existing = self._existing(key_id, now, fingerprint) if key_id is not None else None
-                if existing is not None:  # our message is an orphan the worker will drop
-                    return Enqueued(existing, created=False)
+                try:
+                    current = self.store.get(job.job_id)
+                    if current is not None:
+                        return Enqueued(current, created=True)
+                    existing = self._existing(key_id, now, fingerprint) if key_id is not None else None
+                    if existing is not None:  # our message is an orphan the worker will drop
+                        return Enqueued(existing, created=False)
+                except IdempotencyKeyReusedError:
+                    raise  # a concurrent request with another body won the key
+                except Exception:
+                    logger.debug("could not read back a lost race", exc_info=True)
             except Exception:
-                if pause is None:
-                    break
-                self.sleep(pause)
-                continue
+                logger.debug("could not record a new job", exc_info=True)
             if pause is None:
                 break
+            self.sleep(pause)
         if job.held:  # no message was sent: nothing exists
             raise QueueUnavailableError("Could not record the job; nothing was created, retry the request")
         logger.warning("new job queued but not recorded; the worker records it", extra={"job_id": job.job_id})

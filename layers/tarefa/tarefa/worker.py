@@ -428,13 +428,22 @@ class Worker:
         return DONE
 
     def _save(self, old: Job, new: Job) -> bool:
-        try:
-            self.store.put(new, expected_version=old.version)
-            return True
-        except ConflictError:
-            # Only the stuck sweep moves a PROCESSING job, and only once its lease is long over.
-            logger.warning("job changed while it ran; outcome %s discarded", new.status)
-            return False
+        """Record an attempt's end (RETRYING, FAILED), retried within the invocation like the
+        COMPLETED write: a write that keeps failing leaves the job to a takeover, which costs
+        it one of its deaths."""
+        for pause in (*OUTCOME_WRITE_PAUSES, None):
+            try:
+                self.store.put(new, expected_version=old.version)
+                return True
+            except ConflictError:
+                # Only the stuck sweep moves a PROCESSING job, and only once its lease is long over.
+                logger.warning("job changed while it ran; outcome %s discarded", new.status)
+                return False
+            except Exception:
+                if pause is None:
+                    raise
+                self.sleep(pause)
+        raise AssertionError("unreachable")
 
     # -- keeping, requeueing and dead-lettering messages ------------------------------------
     def _later(self, job: Job, ref: QueueMessageRef, delay: int) -> Outcome:
