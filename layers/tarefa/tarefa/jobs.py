@@ -226,6 +226,11 @@ class JobService:
                 return Enqueued(current, created=True)  # the worker took it: it was queued
         except Exception:
             logger.warning("could not record the unqueued job", extra={"job_id": job.job_id})
+            raise QueueUnavailableError(
+                f"The queue is unavailable; job {job.job_id} may still have been queued: look it up "
+                "before you send it again, or send it with an Idempotency-Key",
+                details,
+            ) from error
         raise QueueUnavailableError(
             f"The queue is unavailable: job {job.job_id} is FAILED (ENQUEUE_FAILED); retry it "
             "with POST /jobs/{jobId}/retry",

@@ -282,6 +282,11 @@ class Worker:
                 current[0] = moved
             except Exception:  # progress is advice: never fail the job over it
                 logger.warning("could not record progress", exc_info=True)
+                try:  # but its version must be known, or the outcome's write would lose
+                    if self._landed(moved):
+                        current[0] = moved
+                except Exception:
+                    logger.warning("could not read the job back after its progress", exc_info=True)
 
         ctx = JobContext(
             claimed.job_id,
@@ -431,19 +436,28 @@ class Worker:
         """Record an attempt's end (RETRYING, FAILED), retried within the invocation like the
         COMPLETED write: a write that keeps failing leaves the job to a takeover, which costs
         it one of its deaths."""
+        tried = False
         for pause in (*OUTCOME_WRITE_PAUSES, None):
             try:
                 self.store.put(new, expected_version=old.version)
                 return True
             except ConflictError:
+                if tried and self._landed(new):
+                    return True  # an earlier try went through; only its answer was lost
                 # Only the stuck sweep moves a PROCESSING job, and only once its lease is long over.
                 logger.warning("job changed while it ran; outcome %s discarded", new.status)
                 return False
             except Exception:
                 if pause is None:
                     raise
+                tried = True
                 self.sleep(pause)
         raise AssertionError("unreachable")
+
+    def _landed(self, written: Job) -> bool:
+        """Whether `written` is what the table holds (a write whose answer was lost)."""
+        current = self.store.get(written.job_id)
+        return current is not None and current.version == written.version and current.status == written.status
 
     # -- keeping, requeueing and dead-lettering messages ------------------------------------
     def _later(self, job: Job, ref: QueueMessageRef, delay: int) -> Outcome:
