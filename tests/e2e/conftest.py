@@ -7,7 +7,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,28 @@ class RunningStack(StackProcess):
     def sqs(self) -> Any:
         return boto3.client("sqs", endpoint_url=self.state["awsEndpointUrl"], region_name="us-east-1")
 
+    def mapping_states(self) -> dict[str, str]:
+        """Each event source mapping's state as AWS Lambda reports it (Enabled, Disabled, ...),
+        by UUID: one per queue the worker consumes."""
+        client = boto3.client("lambda", endpoint_url=self.state["awsEndpointUrl"], region_name="us-east-1")
+        mappings = client.list_event_source_mappings()["EventSourceMappings"]
+        return {m["UUID"]: m["State"] for m in mappings}
+
+    def visible_messages(self, queue: str) -> int:
+        """Messages waiting in one of the template's queues, neither in flight nor delayed."""
+        attributes = self.sqs().get_queue_attributes(
+            QueueUrl=self.state["queues"][queue], AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"])
+
+    def wait_until(self, condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+        """Poll a condition instead of sleeping through a guess of how long it takes."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never {what} within {timeout} s")
+            time.sleep(0.05)
+
     def wait_for_status(self, job_id: str, token: str, wanted: str, timeout: float = 30) -> list[str]:
         """Poll as a client would; returns every status seen on the way."""
         seen: list[str] = []
@@ -58,7 +80,7 @@ class RunningStack(StackProcess):
                 seen.append(job["status"])
             if seen and seen[-1] == wanted:
                 return seen
-            time.sleep(0.1)
+            time.sleep(0.05)
         raise AssertionError(f"job {job_id} never became {wanted}; saw {seen}")
 
 

@@ -16,7 +16,15 @@ def test_a_paused_queue_holds_jobs_pending_until_it_is_resumed(stack: RunningSta
     try:
         status, job = stack.request("POST", "/jobs", {"type": "system.echo", "priority": "LOW"}, alice)
         assert status == 202  # producers are never paused
-        time.sleep(3)  # several poll cycles of the LOW poller
+        # One event source mapping (LOW's) is disabled, and the job's message waits in the LOW
+        # queue, visible: no poll holds it (one that took it as the pause landed hands it back)
+        stack.wait_until(
+            lambda: (
+                list(stack.mapping_states().values()).count("Disabled") == 1
+                and stack.visible_messages("LowQueue") >= 1
+            ),
+            "one mapping disabled with the message waiting in the LOW queue",
+        )
         assert stack.request("GET", f"/jobs/{job['jobId']}", token=alice)[1]["status"] == "PENDING"
         _, overview = stack.request("GET", "/queues", token=ops)
         low = next(q for q in overview["queues"] if q["priority"] == "LOW")
@@ -76,7 +84,7 @@ def test_queues_report_job_counts_and_the_last_minutes_figures(stack: RunningSta
     # When an operator looks at the queues (the stream consumer folds changes in within seconds)
     deadline = time.monotonic() + 20
     while (found := high())["jobs"]["COMPLETED"] < before + 3 and time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.1)
     # Then the three are counted, and the last minute says how they ran
     assert found["jobs"]["COMPLETED"] == before + 3
     last_minute = found["windows"]["1m"]

@@ -58,7 +58,9 @@ def test_sam_transform_expands_the_template() -> None:
     with_cache = [
         r for r in roles if {"Ref": "CacheAccessPolicy"} in r["Properties"].get("ManagedPolicyArns", [])
     ]
-    assert len(with_cache) == 4  # the managed policy reaches each function's role (api, worker, maintenance, demo)
+    assert (
+        len(with_cache) == 4
+    )  # the managed policy reaches each function's role (api, worker, maintenance, demo)
 
 
 def test_functions_run_python313_on_arm64() -> None:

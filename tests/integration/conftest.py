@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -10,7 +12,7 @@ from moto import mock_aws
 
 from tarefa import wiring
 from tarefa.job import utcnow
-from tarefa.local.app import LocalApp
+from tarefa.local.app import BATCHING_WINDOW_VARIABLE, LocalApp
 
 ALICE: dict[str, Any] = {"sub": "alice"}
 BOB: dict[str, Any] = {"sub": "bob"}
@@ -28,6 +30,28 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.offset += timedelta(seconds=seconds)
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _quick_local_apps() -> Iterator[None]:
+    """Every LocalApp built here hands a partial batch over at once instead of waiting out the
+    template's batching window in real time (the tests drain queues, they don't sleep), and
+    parses template.yaml once: each gets a deep copy of that parse (re-read if the file changes),
+    where parsing it again was the largest part of building one."""
+    from tarefa.local import provision, template
+
+    parsed: dict[Path, tuple[int, dict[str, Any]]] = {}
+
+    def load_template(path: Path = template.TEMPLATE) -> dict[str, Any]:
+        version = path.stat().st_mtime_ns
+        if path not in parsed or parsed[path][0] != version:
+            parsed[path] = (version, template.load_template(path))
+        return copy.deepcopy(parsed[path][1])
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(BATCHING_WINDOW_VARIABLE, "0")
+        patch.setattr(provision, "load_template", load_template)
+        yield
 
 
 @pytest.fixture

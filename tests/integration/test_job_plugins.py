@@ -95,7 +95,9 @@ def test_a_workload_handler_uses_every_service_and_its_side_effect_happens_once(
 def test_without_the_allow_list_the_loopback_provider_is_refused(provider: str) -> None:
     with mock_aws():
         app = LocalApp(boto3.client("sqs"), boto3.client("dynamodb"), {"JobModules": MODULES})
-        boto3.client("secretsmanager").create_secret(Name="tarefa/dev/tools-token", SecretString='{"token": "t"}')
+        boto3.client("secretsmanager").create_secret(
+            Name="tarefa/dev/tools-token", SecretString='{"token": "t"}'
+        )
         job = enqueue(
             app, {"type": "tools.everything", "payload": {"url": provider, "secret": "tools-token"}}
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tarefa import wiring
@@ -23,6 +23,10 @@ from tarefa.local.runtime import (
     load_handler,
     match_route,
 )
+
+# Tests only: every event source mapping's MaximumBatchingWindowInSeconds, in place of the
+# template's, so that a test does not wait out each partial batch's window in real time.
+BATCHING_WINDOW_VARIABLE = "TAREFA_LOCAL_BATCHING_WINDOW"
 
 
 @dataclass(frozen=True)
@@ -58,14 +62,22 @@ class LocalApp:
         dynamodb: Any,
         parameters: dict[str, str] | None = None,
         environment: dict[str, str] | None = None,
+        batching_window: int | None = None,
     ) -> None:
         """`parameters` override the template's; `environment` overrides what the template
-        gives the functions (e.g. REDIS_URL for a local Redis instead of ElastiCache)."""
+        gives the functions (e.g. REDIS_URL for a local Redis instead of ElastiCache).
+        `batching_window` (default $TAREFA_LOCAL_BATCHING_WINDOW, else the template's) is for
+        tests: the seconds every event source mapping waits to fill a partial batch."""
         self.sqs = sqs
         clients = EmulatorClients(sqs, dynamodb)
         self.lambda_ = clients.lambda_
         self.streams = clients.streams
         self.stack: Stack = provision(clients, {"EnableTestJobs": "1", **(parameters or {})})
+        window = _batching_window_override() if batching_window is None else batching_window
+        if window is not None:
+            for function in self.stack.functions.values():
+                function.sqs = [replace(s, batching_window_seconds=window) for s in function.sqs]
+                function.streams = [replace(s, batching_window_seconds=window) for s in function.streams]
         # The functions share the template's Globals environment; one process, one environ.
         for function in self.stack.functions.values():
             function.environment.update(environment or {})
@@ -184,6 +196,15 @@ def redis_overrides(url: str) -> tuple[dict[str, str], dict[str, str]]:
         "REDIS_PASSWORD_SECRET_ARN": "",
     }
     return {"CacheBackend": "redis"}, environment
+
+
+def _batching_window_override() -> int | None:
+    given = os.environ.get(BATCHING_WINDOW_VARIABLE, "").strip()
+    if not given:
+        return None
+    if not given.isdigit():
+        raise ValueError(f"{BATCHING_WINDOW_VARIABLE} must be a whole number of seconds, got {given!r}")
+    return int(given)
 
 
 def _gateway_error(status: int, message: str) -> HttpResult:

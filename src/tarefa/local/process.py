@@ -49,6 +49,7 @@ class StackProcess:
             env=environment,
         )
         self.output: list[str] = []
+        self._tokens: dict[tuple[str, ...], str] = {}
         threading.Thread(target=self._read, daemon=True).start()
         self.wait_for_line("Ready in", timeout=ready_timeout)
 
@@ -68,7 +69,7 @@ class StackProcess:
                     return line
             if self.process.poll() is not None:
                 break
-            time.sleep(0.1)
+            time.sleep(0.05)
         raise AssertionError(f"no line with {text!r}; last output:\n" + "\n".join(self.output[-40:]))
 
     @property
@@ -77,13 +78,28 @@ class StackProcess:
         return data
 
     def token(self, user: str, *extra_args: str) -> str:
-        return subprocess.run(  # noqa: S603 - our own console script
+        """`tarefa token` as a user runs it. An hour's token is minted once per user and flags
+        and then reused (each run is a Python start-up); one with a --ttl of its own is fresh."""
+        key = (user, *extra_args)
+        if key in self._tokens:
+            return self._tokens[key]
+        token = subprocess.run(  # noqa: S603 - our own console script
             [str(TAREFA), "--state-dir", str(self.state_dir), "token", "--user", user, *extra_args],
             capture_output=True,
             text=True,
             check=True,
         ).stdout.strip()
+        if "--ttl" not in extra_args:
+            self._tokens[key] = token
+        return token
 
     def stop(self, timeout: float = 30) -> int:
+        """Ctrl-C, and its exit code; one that has not stopped within `timeout` is killed (no
+        stack outlives its test) and the timeout raised."""
         self.process.send_signal(signal.SIGINT)
-        return self.process.wait(timeout=timeout)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise

@@ -45,8 +45,10 @@ def ensure_free(host: str, port: int, flag: str) -> None:
         try:
             probe.bind((host, port))
         except OSError:
+            variable = flag.lstrip("-").replace("-", "_").upper()  # --api-port: make run API_PORT=
             raise PortInUseError(
-                f"port {port} on {host} is already in use; choose another with {flag}"
+                f"port {port} on {host} is already in use; choose another with {flag} "
+                f"(make run {variable}=...)"
             ) from None
 
 
