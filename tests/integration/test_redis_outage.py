@@ -228,7 +228,13 @@ def traffic(rig: Rig, count: int, drain_every: int = 50) -> None:
                     ledger.keys[headers["idempotency-key"]] = (result.body["jobId"], owner)
         elif kind == 4 and ledger.keys:
             key, (job_id, key_owner) = sorted(ledger.keys.items())[n % len(ledger.keys)]
-            body = {"type": "system.echo", "payload": {"again": n}}
+            # the same request again (another body under the key is 409 IDEMPOTENCY_KEY_REUSED)
+            first_phase, _, first_n = key.rpartition("-")
+            body = {
+                "type": "system.echo",
+                "payload": {"phase": first_phase, "n": int(first_n)},
+                "priority": PRIORITIES[int(first_n) % 3],
+            }
             result = rig.call("POST", "/jobs", body, key_owner, {"idempotency-key": key})
             ledger.expect(
                 result.status == 200 and result.body.get("jobId") == job_id,

@@ -27,6 +27,8 @@ metrics = Metrics()
 
 HIDE_SECONDS = 60  # longer than any one walk: a message is seen once per walk
 REFLECT_LIMIT = 100  # messages a dead-letter sweep looks at per queue (a DLQ alarms at 1)
+REFLECT_HIDE_SECONDS = 10  # the sweep holds a message this long at most while it reads its job
+WALKS_FOR_CHOSEN = 3
 PURGED = "Purged from the dead-letter queue"
 
 
@@ -85,7 +87,9 @@ class DeadLetters:
         now: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         lease_seconds: int = 120,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self.sleep = sleep
         self.lease = timedelta(seconds=lease_seconds)
         self.store = store
         self.queue = queue
@@ -100,7 +104,7 @@ class DeadLetters:
         changed = 0
         received: list[DeadLetter] = []
         try:
-            for count, letter in enumerate(self._walk(priority, received), start=1):
+            for count, letter in enumerate(self._walk(priority, received, REFLECT_HIDE_SECONDS), start=1):
                 if self._reflect(letter):
                     changed += 1
                 if count >= limit:
@@ -222,21 +226,27 @@ class DeadLetters:
         received: list[DeadLetter] = []
         taken: set[str] = set()  # receipt handles of messages no longer in the DLQ
         try:
-            for letter in self._walk(priority, received):
-                job_id = _job_id(letter)
-                if wanted is None or job_id in wanted:
-                    reason = act(job_id, letter)
-                    if reason is None:
-                        report.job_ids.append(job_id)
-                        taken.add(letter.receipt_handle)
-                    else:
-                        report.skipped.append(Skipped(job_id=job_id, reason=reason))
-                    if wanted is not None:
-                        wanted.discard(job_id)
-                        if not wanted:
-                            break
-                if self.monotonic() >= deadline:
-                    return report  # not complete: call again for the rest
+            # A message another reader (a browse, the dead-letter sweep) holds for the moment is
+            # not returned: a chosen one not found is looked for again, briefly.
+            for walk in range(WALKS_FOR_CHOSEN):
+                for letter in self._walk(priority, received):
+                    job_id = _job_id(letter)
+                    if wanted is None or job_id in wanted:
+                        reason = act(job_id, letter)
+                        if reason is None:
+                            report.job_ids.append(job_id)
+                            taken.add(letter.receipt_handle)
+                        else:
+                            report.skipped.append(Skipped(job_id=job_id, reason=reason))
+                        if wanted is not None:
+                            wanted.discard(job_id)
+                            if not wanted:
+                                break
+                    if self.monotonic() >= deadline:
+                        return report  # not complete: call again for the rest
+                if not wanted or walk == WALKS_FOR_CHOSEN - 1 or self.monotonic() + 1 >= deadline:
+                    break
+                self.sleep(1)
         finally:  # everything else goes back, including what was received but not looked at
             self.queue.release_dead_letters(
                 priority, [r.receipt_handle for r in received if r.receipt_handle not in taken]
@@ -245,12 +255,14 @@ class DeadLetters:
         report.not_found = sorted(wanted or ())
         return report
 
-    def _walk(self, priority: Priority, received: list[DeadLetter]) -> Iterator[DeadLetter]:
+    def _walk(
+        self, priority: Priority, received: list[DeadLetter], hide_seconds: int = HIDE_SECONDS
+    ) -> Iterator[DeadLetter]:
         """Every message once (each is hidden when received, and added to `received` for the
         caller to release), until the queue answers empty twice in a row."""
         empty = 0
         while empty < 2:
-            batch = self.queue.receive_dead_letters(priority, 10, HIDE_SECONDS)
+            batch = self.queue.receive_dead_letters(priority, 10, hide_seconds)
             empty = 0 if batch else empty + 1
             received.extend(batch)
             yield from batch
