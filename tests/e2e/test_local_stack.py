@@ -51,7 +51,11 @@ def test_poison_message_goes_to_the_dlq(stack: RunningStack) -> None:
         bodies += [m["Body"] for m in messages]
     assert "this is not json" in bodies
     admin = stack.token("ops", "--admin")
+    # the worker parks the message first, then records its job: wait for the record
     status, record = stack.request("GET", f"/jobs/{sent['MessageId']}", token=admin)
+    while status == 404 and time.monotonic() < deadline + 10:
+        time.sleep(0.1)
+        status, record = stack.request("GET", f"/jobs/{sent['MessageId']}", token=admin)
     assert status == 200
     assert record["status"] == "FAILED" and record["deadLettered"] is True
 
