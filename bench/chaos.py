@@ -1,7 +1,7 @@
 """`make chaos`: the long form of tests/integration/test_chaos.py. 10,000 jobs (`--jobs N`)
 through the real API and handlers on moto, in process, with faults injected into a fraction of
 the AWS calls, duplicate deliveries and abandoned invocations, then the schedules until nothing
-changes. Bounded in time (`--max-minutes`, default 25): submission stops at 55 % of the budget
+changes. Bounded in time (`--max-minutes`, default 25): submission stops at 72 % of the budget
 and the run reports how many jobs it submitted.
 
 Writes the key "chaos" of bench/results.json (other keys are kept) and prints the figures.

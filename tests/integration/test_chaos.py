@@ -7,6 +7,7 @@ chaos.py; bench/chaos.py runs the long form (10,000 jobs)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +22,7 @@ from tarefa.local.app import LocalApp
 from .chaos import MODULES, ChaosConfig, ChaosResult, run_chaos
 from .chaos_workload.jobs import LEDGER
 from .conftest import ALICE, Clock, clock, enqueue, job_of, let_sqs_timers_pass, messages_in
+from .test_maintenance import _claim_and_die
 from .test_no_loss import Faults, fail_times, faults, jobs_item_status, throttled, timeout
 
 __all__ = ["clock", "faults"]  # fixtures, for the reproductions below
@@ -159,9 +161,9 @@ def test_a_retry_whose_record_answer_is_lost_keeps_the_job_on_its_queue(
     app: LocalApp, clock: Clock, faults: Faults
 ) -> None:
     """lost: the handler fails (retryable); the RETRYING PutItem goes through and its answer is
-    lost; the retried PutItem then fails its version check against that very write, the worker
-    takes it for "job changed while it ran; outcome RETRYING discarded" and deletes the message.
-    The job stays RETRYING with no message, and no sweep looks at RETRYING jobs."""
+    lost. Until the worker read the job back, the retried PutItem failed its version check against
+    that very write, the worker took it for "job changed while it ran; outcome RETRYING discarded"
+    and deleted the message: the job stayed RETRYING with no message (no sweep looks at those)."""
     job = enqueue(app, {"type": "system.fail", "payload": {"failTimes": 1}})
     dynamodb = wiring.container().dynamodb
     left = [1]
@@ -222,6 +224,72 @@ def test_a_once_step_whose_record_write_is_refused_once_does_not_run_again(
     done = job_of(app, job["jobId"])
     assert done["status"] == "COMPLETED", done
     assert LEDGER.effects[job["jobId"]] == 1, "the side effect happened twice"
+
+
+def test_a_success_after_a_progress_write_whose_answer_is_lost_is_recorded(
+    chaos_app: tuple[LocalApp, Clock], faults: Faults
+) -> None:
+    """succeeded_recorded_failed (and infra_failed, WORKER_CRASHED, in the long run): the
+    handler's ctx.progress PutItem goes through and its answer is lost. Until the worker read the
+    job back, it kept the old version, its COMPLETED write failed the version check against its
+    own progress write ("job changed while it ran; outcome COMPLETED discarded") and the message
+    was deleted: the job stayed PROCESSING until the stuck sweep, which counted a worker death and
+    ran the handler again (with two real deaths before, the job ended FAILED)."""
+    app, clock = chaos_app
+    LEDGER.clear()
+    job = enqueue(app, {"type": "chaos.work", "payload": {"tag": "progress", "effect": True}})
+    app.drain()  # attempt 1: the side effect, progress, the planned crash
+    dynamodb = wiring.container().dynamodb
+    processing_writes = [0]  # attempt 2 writes PROCESSING twice: its claim, then its progress
+
+    def note(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if jobs_item_status(params) == "PROCESSING":
+            processing_writes[0] += 1
+            context["progress"] = processing_writes[0] == 2
+
+    def lose_answer(context: dict[str, Any], **_: Any) -> None:
+        if context.get("progress"):
+            raise timeout()
+
+    faults.on(dynamodb, "before-parameter-build.dynamodb.PutItem", note)
+    faults.on(dynamodb, "after-call.dynamodb.PutItem", lose_answer)
+    clock.advance(10)
+    let_sqs_timers_pass()
+    app.drain()  # attempt 2 succeeds
+    faults.clear()
+    assert job["jobId"] in LEDGER.succeeded
+    after_success = job_of(app, job["jobId"])["status"]
+    for _ in range(3):  # whatever the sweeps do next
+        clock.advance(800)
+        let_sqs_timers_pass()
+        app.fire("Recover")
+        app.drain()
+    assert (after_success, LEDGER.runs[job["jobId"]]) == ("COMPLETED", 2)
+
+
+def test_a_stuck_job_whose_recovery_send_fails_is_not_lost(
+    app: LocalApp, clock: Clock, faults: Faults
+) -> None:
+    """lost (RETRYING, STUCK; the second long run's one lost job): the stuck sweep wrote the job
+    RETRYING first and sent its message after (Maintenance._recover). When that SendMessage
+    failed, the sweep failed with it and the job was RETRYING with no message: later sweeps look
+    only at PROCESSING jobs. It now sends first. (In the run the job got there from a success whose COMPLETED write
+    was discarded: its progress write's answer was lost and the read-back failed too.)"""
+    job = enqueue(app, {"type": "system.echo", "payload": 1})
+    _claim_and_die(app, job["jobId"])  # the claim is written and the message is gone
+    clock.advance(wiring.container().settings.stuck_after_seconds + 1)
+    sqs = wiring.container().queue.client
+    faults.on(sqs, "before-parameter-build.sqs.SendMessage", fail_times(1, lambda: throttled("SendMessage")))
+    with contextlib.suppress(Exception):  # the sweep gives up with the send's error
+        app.fire("Recover")
+    faults.clear()
+    for _ in range(3):
+        clock.advance(800)
+        let_sqs_timers_pass()
+        app.fire("Recover")
+        app.drain()
+    done = job_of(app, job["jobId"])
+    assert done["status"] == "COMPLETED", (done["status"], done["error"], messages_in(app, "MediumQueue"))
 
 
 def test_a_retry_whose_record_write_fails_three_times_does_not_fail_the_job(

@@ -106,12 +106,15 @@ class Maintenance:
         # again in a minute, unless its workers keep dying (WORKER_CRASHED).
         retry_at = now + timedelta(seconds=RECOVERY_RETRY_SECONDS)
         changed = job.lost_attempt(now, "Job stuck", "STUCK", retry_at)
+        # Send first, as _promote does: a RETRYING job whose send failed would have no message
+        # and no sweep looks at RETRYING jobs, while a message for a job the write below did not
+        # change is dropped by the worker (claims are conditional).
+        if changed.status == JobStatus.RETRYING:
+            self.queue.send(changed.priority, QueueMessage.for_job(changed), RECOVERY_RETRY_SECONDS)
         try:
             self.store.put(changed, expected_version=job.version)
         except ConflictError:
             return False  # the worker finished after all
-        if changed.status == JobStatus.RETRYING:
-            self.queue.send(changed.priority, QueueMessage.for_job(changed), RECOVERY_RETRY_SECONDS)
         logger.warning("stuck job recovered", extra={"job_id": job_id, "status": changed.status})
         return True
 
