@@ -50,6 +50,7 @@ class EmulatorClients:
         session = boto3.session.Session(region_name=sqs.meta.region_name)
         self.lambda_ = session.client("lambda")
         self.iam = session.client("iam")
+        self.kms = session.client("kms")  # the key that seals sensitive payload fields
         # botocore would send stream calls to an account-based endpoint the mock does not know.
         no_account_endpoint = Config(account_id_endpoint_mode="disabled")
         self.streams = session.client("dynamodbstreams", config=no_account_endpoint)
@@ -108,7 +109,25 @@ class LocalApp:
         headers: dict[str, str] | None = None,
         source_ip: str = "127.0.0.1",
     ) -> HttpResult:
-        """One request as API Gateway would pass it, once the JWT authorizer let `claims` in."""
+        """One request as API Gateway would pass it, once the JWT authorizer let `claims` in,
+        served by the app's own execution environment of the route's function."""
+        routed = self.route(method, path, body, claims, headers, source_ip)
+        if isinstance(routed, HttpResult):
+            return routed
+        function, event = routed
+        return http_result(invoke(function, self.handlers[function.logical_id], event))
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | Any = b"",
+        claims: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        source_ip: str = "127.0.0.1",
+    ) -> HttpResult | tuple[Function, dict[str, Any]]:
+        """The function a request goes to and its event, or API Gateway's own answer (no route,
+        no token): apart from `api`, so that a caller can pick the execution environment."""
         path, _, query = path.partition("?")
         found = match_route(self.routes, method, path)
         if found is None:
@@ -130,14 +149,7 @@ class LocalApp:
             source_ip,
             claims if route.authorized else None,
         )
-        function = self.route_functions[route]
-        response = invoke(function, self.handlers[function.logical_id], event)
-        text = response.get("body") or ""
-        headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
-        is_json = headers.get("content-type", "application/json").startswith("application/json")
-        return HttpResult(
-            response["statusCode"], headers, json.loads(text) if text and is_json else None, text
-        )
+        return self.route_functions[route], event
 
     def new_handler(self, function: Function) -> Handler:
         """A fresh copy of a function's module: one per concurrent execution environment."""
@@ -184,6 +196,14 @@ class LocalApp:
                 if schedule.name == schedule_name:
                     return invoke(function, self.handlers[function.logical_id], dict(schedule.input))
         raise KeyError(f"no schedule named {schedule_name}")
+
+
+def http_result(response: dict[str, Any]) -> HttpResult:
+    """A function's payload 2.0 response as the client gets it."""
+    text = response.get("body") or ""
+    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    is_json = headers.get("content-type", "application/json").startswith("application/json")
+    return HttpResult(response["statusCode"], headers, json.loads(text) if text and is_json else None, text)
 
 
 def redis_overrides(url: str) -> tuple[dict[str, str], dict[str, str]]:

@@ -5,6 +5,7 @@ talk to the local stack or any deployment (tarefa/commands.py)."""
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import signal
 import sys
@@ -12,8 +13,10 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any, TextIO
 
 DEFAULT_AWS_PORT = 4599
+DEFAULT_API_CONCURRENCY = 4  # tarefa.local.environments.DEFAULT_API_CONCURRENCY, without its imports
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         help="divide job delays and retry backoff by this (e.g. 60: a 28-minute ladder in 28 s)",
     )
     local.add_argument("--verbose", action="store_true", help="show the functions' own JSON logs and metrics")
+    local.add_argument(
+        "--api-concurrency",
+        type=int,
+        default=DEFAULT_API_CONCURRENCY,
+        metavar="N",
+        help="execution environments per function behind the HTTP API, each serving one request "
+        f"at a time; more requests wait for one (default {DEFAULT_API_CONCURRENCY})",
+    )
     local.add_argument(
         "--parameter-overrides",
         nargs="+",
@@ -91,6 +102,7 @@ def _token(args: argparse.Namespace) -> int:
 
 def _local(args: argparse.Namespace) -> int:
     from tarefa.jobtypes import JobTypeError
+    from tarefa.local.emulator import EmulatorError
     from tarefa.local.provision import check_parameters
     from tarefa.local.stack import LocalStack, PortInUseError
     from tarefa.local.template import load_template
@@ -110,6 +122,12 @@ def _local(args: argparse.Namespace) -> int:
     if args.delay_speedup < 1 or args.schedule_speedup <= 0:
         print("tarefa local: --delay-speedup must be >= 1 and --schedule-speedup > 0", file=sys.stderr)
         return 2
+    if args.api_concurrency < 1:
+        print("tarefa local: --api-concurrency must be at least 1", file=sys.stderr)
+        return 2
+    # Many threads print (the stack's log, the functions' own logs with --verbose, Powertools'
+    # metrics): each line goes out whole, never split by another thread's.
+    sys.stdout = LineAtomicWriter(sys.stdout)
     started = time.perf_counter()
     stack = LocalStack(
         host=args.host,
@@ -123,6 +141,8 @@ def _local(args: argparse.Namespace) -> int:
         log=lambda line: print(line, flush=True),
         parameters=parameters,
         redis_url=args.redis_url,
+        api_concurrency=args.api_concurrency,
+        emulator_process=os.environ.get("TAREFA_LOCAL_EMULATOR", "process") != "thread",
     )
     # Handlers go in before anything starts: a Ctrl-C that arrives while the stack starts, or
     # just after "Ready", must still stop it cleanly rather than escape as KeyboardInterrupt.
@@ -139,7 +159,7 @@ def _local(args: argparse.Namespace) -> int:
     except PortInUseError as exc:
         print(f"tarefa local: {exc}", file=sys.stderr)
         return 2
-    except JobTypeError as exc:  # a module of TAREFA_JOB_MODULES / JobModules is broken
+    except (JobTypeError, EmulatorError) as exc:  # a broken JobModules entry; no emulator
         print(f"tarefa local: {exc}", file=sys.stderr)
         stack.stop()
         return 2
@@ -151,6 +171,48 @@ def _local(args: argparse.Namespace) -> int:
     stack.stop()
     print("Stopped.", flush=True)
     return 0
+
+
+class LineAtomicWriter(io.TextIOBase):
+    """Standard output for many threads: each thread's text is held until its line ends, then
+    the whole line is written at once (print() writes the text and the newline separately,
+    and another thread's line can land between them)."""
+
+    def __init__(self, inner: TextIO) -> None:
+        self._inner = inner
+        self._pending = threading.local()
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        pending: str = getattr(self._pending, "text", "") + text
+        complete, newline, rest = pending.rpartition("\n")
+        self._pending.text = rest
+        if newline:
+            with self._lock:
+                self._inner.write(complete + newline)
+                self._inner.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        pending: str = getattr(self._pending, "text", "")
+        self._pending.text = ""
+        with self._lock:
+            if pending:
+                self._inner.write(pending)
+            self._inner.flush()
+
+    def isatty(self) -> bool:
+        return self._inner.isatty()
+
+    def fileno(self) -> int:
+        return self._inner.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._inner.encoding
+
+    def __getattr__(self, name: str) -> Any:  # buffer, errors, ...: the real stream's
+        return getattr(self._inner, name)
 
 
 if __name__ == "__main__":

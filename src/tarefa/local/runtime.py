@@ -20,6 +20,10 @@ from tarefa.local.provision import Function, HttpRoute, SqsSource, StreamSource
 from tarefa.local.template import ACCOUNT, REGION
 
 Handler = Callable[[dict[str, Any], Any], Any]
+# While a batch fills, the queue is asked again at most this often once it ran dry. Each ask is
+# an emulator call that scans the queue: asking every 50 ms, a burst cost 2.3 receives per job
+# (docs/local-concurrency.md).
+BATCH_POLL_SECONDS = 0.2
 
 
 @dataclass
@@ -175,13 +179,12 @@ def receive(sqs: Any, source: SqsSource, wait_seconds: int = 0) -> list[dict[str
     ).get("Messages", [])
     window_ends = time.monotonic() + source.batching_window_seconds
     while batch and len(batch) < source.batch_size and time.monotonic() < window_ends:
+        wanted = min(source.batch_size - len(batch), 10)
         more = sqs.receive_message(
-            QueueUrl=source.queue_url,
-            MaxNumberOfMessages=min(source.batch_size - len(batch), 10),
-            AttributeNames=["All"],
+            QueueUrl=source.queue_url, MaxNumberOfMessages=wanted, AttributeNames=["All"]
         ).get("Messages", [])
-        if not more:
-            time.sleep(0.05)
+        if len(more) < wanted:  # the queue is empty for now: let more arrive before asking again
+            time.sleep(max(0.0, min(BATCH_POLL_SECONDS, window_ends - time.monotonic())))
         batch += more
     return batch
 
