@@ -67,6 +67,7 @@ class JobTypeInfo(_Camel):
     priority: str
     max_attempts: int = Field(alias="maxAttempts")
     timeout_seconds: int = Field(alias="timeoutSeconds")
+    sensitive: list[str] = Field(default_factory=list)  # shown as "[redacted]" in every job
     payload_schema: dict[str, Any] = Field(alias="payloadSchema")
 
 

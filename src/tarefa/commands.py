@@ -217,7 +217,11 @@ def _types(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: An
             t.priority,
             str(t.max_attempts),
             f"{t.timeout_seconds} s",
-            ", ".join(t.payload_schema.get("properties", {})) or "(any JSON)",
+            ", ".join(
+                f"{name} (sensitive)" if name in t.sensitive else name
+                for name in t.payload_schema.get("properties", {})
+            )
+            or "(any JSON)",
         ]
         for t in types
     ]

@@ -68,6 +68,7 @@ class JobServices:
     http: Callable[[], OutboundHttp] | None = None
     steps: StepStore | None = None
     enqueue: Enqueue | None = None
+    wake: Callable[[str], bool] | None = None
 
 
 class ServiceUnavailableError(RuntimeError):
@@ -193,6 +194,13 @@ class JobContext:
             max_attempts=max_attempts,
             order_id=order_id,
         )
+
+    def wake(self, job_id: str) -> bool:
+        """Run a job that waits for its next attempt now (a poll whose answer a webhook just
+        brought); False when it is not waiting. The woken attempt counts as one."""
+        if self._services.wake is None:
+            raise ServiceUnavailableError("this context cannot wake jobs")
+        return self._services.wake(job_id)
 
 
 RECORD_PAUSES = (0.1, 0.4, 1.2)  # the step's record is retried within the attempt

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -88,7 +89,11 @@ class DeadLetters:
         monotonic: Callable[[], float] = time.monotonic,
         lease_seconds: int = 120,
         sleep: Callable[[float], None] = time.sleep,
+        redact: Callable[[str, Any], Any] | None = None,
     ) -> None:
+        # (type, payload) -> the payload with the type's sensitive values redacted: a record
+        # made here from a message a producer sent straight to SQS never holds them.
+        self.redact = redact or (lambda job_type, payload: payload)
         self.sleep = sleep
         self.lease = timedelta(seconds=lease_seconds)
         self.store = store
@@ -129,8 +134,8 @@ class DeadLetters:
                 except PoisonMessageError:
                     return False  # the worker records poison itself when it dead-letters it
                 job = Job(
-                    job_id=job_id, type=message.type, payload=message.payload, user_id=message.user_id,
-                    created_at=message.created_at or now, updated_at=now,
+                    job_id=job_id, type=message.type, payload=self.redact(message.type, message.payload),
+                    user_id=message.user_id, created_at=message.created_at or now, updated_at=now,
                 )  # fmt: skip
                 dead = job.transition(
                     JobStatus.FAILED, now, error=error, error_details=details, dead_lettered=True

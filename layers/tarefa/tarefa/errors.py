@@ -83,6 +83,14 @@ class QueueUnavailableError(TarefaError):
     code = "QUEUE_UNAVAILABLE"
 
 
+class EncryptionUnavailableError(QueueUnavailableError):
+    """503: the job's sensitive fields could not be sealed (KMS unavailable, or its key
+    unusable); nothing was stored or sent. A QueueUnavailableError so the one status table
+    (tarefa.api.STATUS_OF) answers it 503 with its own code."""
+
+    code = "ENCRYPTION_UNAVAILABLE"
+
+
 class RateLimitedError(TarefaError):
     code = "RATE_LIMITED"
 

@@ -93,6 +93,9 @@ class Job(CamelModel):
     crashes: int = 0  # attempts whose worker died; they do not count as attempts
     # Bumped when the job is woken early (JobService.run_now): messages from before are stale.
     wake: int = 0
+    # The sensitive payload fields, encrypted (tarefa.sensitive); `payload` holds "[redacted]"
+    # in their place. Kept while the job may still run, dropped by the write that ends it.
+    sealed: dict[str, Any] | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -112,6 +115,8 @@ class Job(CamelModel):
         """A copy in `status` with `changes` applied, or InvalidTransitionError."""
         if status not in ALLOWED[self.status]:
             raise InvalidTransitionError(self.job_id, self.status, status)
+        if status in TERMINAL:  # a finished job never runs again: its sealed fields go
+            changes["sealed"] = None
         return self.model_copy(
             update={**changes, "status": status, "updated_at": now, "version": self.version + 1}
         )
@@ -164,5 +169,5 @@ class Job(CamelModel):
         return self.model_dump(
             mode="json",
             by_alias=True,
-            exclude={"run_at", "held", "version", "retry_delay_seconds", "wake", "crashes"},
+            exclude={"run_at", "held", "version", "retry_delay_seconds", "wake", "crashes", "sealed"},
         )

@@ -21,6 +21,7 @@ from tarefa.backoff import scaled
 from tarefa.cache import Cache, Lookup
 from tarefa.errors import (
     ConflictError,
+    EncryptionUnavailableError,
     IdempotencyKeyReusedError,
     InvalidTransitionError,
     JobNotFoundError,
@@ -30,9 +31,18 @@ from tarefa.errors import (
     ValidationFailedError,
 )
 from tarefa.job import CANCELLABLE, CamelModel, Job, JobStatus, Priority, utcnow
-from tarefa.jobtypes import JobTypeRegistry
+from tarefa.jobtypes import JobType, JobTypeRegistry
 from tarefa.ports import JobQueue, JobStore, ListQuery
 from tarefa.queue import SQS_MAX_DELAY_SECONDS, SQS_MAX_MESSAGE_BYTES, QueueMessage
+from tarefa.sensitive import (
+    NO_SCRUB,
+    REDACTED,
+    SealingUnavailableError,
+    SensitiveFields,
+    input_secrets,
+    redact,
+    withholding,
+)
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -92,11 +102,14 @@ class Enqueued:
     created: bool  # False: an earlier request with the same idempotency key made it
 
 
-def field_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:
-    """Pydantic errors as [{field, message}] with dotted camelCase paths."""
+def field_errors(
+    exc: ValidationError, prefix: str = "", withhold: Callable[[str], str] = NO_SCRUB
+) -> list[dict[str, Any]]:
+    """Pydantic errors as [{field, message}] with dotted camelCase paths; `withhold` replaces a
+    message that quotes a sensitive value (tarefa.sensitive.withholding)."""
     return [
-        {"field": ".".join(str(p) for p in (prefix, *e["loc"]) if p != ""), "message": e["msg"]}
-        for e in exc.errors()
+        {"field": ".".join(str(p) for p in (prefix, *e["loc"]) if p != ""), "message": withhold(e["msg"])}
+        for e in exc.errors(include_input=False, include_context=False)
     ]
 
 
@@ -116,7 +129,9 @@ class JobService:
         retention: timedelta | None = None,
         delay_speedup: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
+        sensitive: SensitiveFields | None = None,
     ) -> None:
+        self.sensitive = sensitive
         self.store = store
         self.sleep = sleep
         self.queue = queue
@@ -132,8 +147,10 @@ class JobService:
         try:
             payload = job_type.payload_model.model_validate(request.payload)
         except ValidationError as exc:
+            # Pydantic's messages may quote the input: none may quote a sensitive value.
+            withhold = withholding(input_secrets(job_type, request.payload))
             raise ValidationFailedError(
-                f"Payload does not match job type {request.type}", field_errors(exc, "payload")
+                f"Payload does not match job type {request.type}", field_errors(exc, "payload", withhold)
             ) from None
         now = self.now()
         delay = scaled(request.delay_seconds, self.delay_speedup)
@@ -153,11 +170,13 @@ class JobService:
             held=delay > SQS_MAX_DELAY_SECONDS,
         )
         key_id = _key_id(caller, request.idempotency_key) if request.idempotency_key else None
-        fingerprint = _fingerprint(request) if key_id else None
+        fingerprint = _fingerprint(request, job_type) if key_id else None
         if key_id is not None:
             existing = self._existing(key_id, now, fingerprint)
             if existing is not None:
                 return Enqueued(existing, created=False)
+        if job_type.sensitive_fields:  # sealed before anything is stored or sent
+            job = self._sealed(job_type, job)
         key_expires = now + IDEMPOTENCY_WINDOW if key_id else None
         if not job.held:
             unsent = self._send_new(job, delay, key_id, key_expires, fingerprint)
@@ -168,6 +187,21 @@ class JobService:
             metrics.add_metric("JobsEnqueued", MetricUnit.Count, 1)
             logger.debug("job enqueued", extra={"job_id": job.job_id, "job_type": job.type})
         return enqueued
+
+    def _sealed(self, job_type: JobType, job: Job) -> Job:
+        if self.sensitive is None:
+            raise EncryptionUnavailableError(
+                f"Job type {job_type.name} has sensitive fields and no key seals them here; nothing was enqueued"
+            )
+        try:
+            payload, sealed = self.sensitive.seal(job_type, job.job_id, job.payload)
+        except SealingUnavailableError as exc:
+            logger.warning("could not seal sensitive fields", extra={"error": str(exc)})
+            raise EncryptionUnavailableError(
+                "The job's sensitive fields could not be encrypted (KMS unavailable); nothing was "
+                "enqueued, retry the request"
+            ) from None
+        return job.model_copy(update={"payload": payload, "sealed": sealed})
 
     def _existing(self, key_id: str, now: datetime, fingerprint: str | None) -> Job | None:
         """The job the key names, or None; IdempotencyKeyReusedError when it was made by a
@@ -206,6 +240,9 @@ class JobService:
         a key nothing is written: a retry with the same key makes it once (the key decides, and
         a message that got through is recorded under it, or dropped when the retry won)."""
         details = {"jobId": job.job_id}
+        how = "retry it with POST /jobs/{jobId}/retry"
+        if job.sealed is not None:  # the FAILED record drops them: a retry could not run it
+            how = "enqueue it again (its sensitive fields are not kept)"
         if key_id is not None:
             raise QueueUnavailableError(
                 f"The queue is unavailable; retry with the same idempotency key (job {job.job_id} "
@@ -215,7 +252,7 @@ class JobService:
         failed = job.transition(
             JobStatus.FAILED,
             self.now(),
-            error="Could not queue the job; retry it with POST /jobs/{jobId}/retry",
+            error=f"Could not queue the job; {how}",
             error_details={"code": "ENQUEUE_FAILED", "exception": type(error).__name__},
         )
         try:
@@ -232,8 +269,7 @@ class JobService:
                 details,
             ) from error
         raise QueueUnavailableError(
-            f"The queue is unavailable: job {job.job_id} is FAILED (ENQUEUE_FAILED); retry it "
-            "with POST /jobs/{jobId}/retry",
+            f"The queue is unavailable: job {job.job_id} is FAILED (ENQUEUE_FAILED); {how}",
             details,
         ) from error
 
@@ -291,7 +327,9 @@ class JobService:
             job_id,
             lambda: self.store.get(job_id),
             schema=JOB_CACHE_SCHEMA,
-            encode=lambda job: job.model_dump(mode="json", by_alias=True) if job else None,
+            encode=lambda job: (
+                job.model_dump(mode="json", by_alias=True, exclude={"sealed"}) if job else None
+            ),
             decode=Job.model_validate,
             cacheable=self._cacheable,
             protect=False,  # one GetItem is cheaper than a lock, and most reads are of live jobs
@@ -357,6 +395,17 @@ class JobService:
                 JobStatus.PENDING,
                 f"Job {job.job_id} has type {job.type!r}, which this deployment does not run; its "
                 "message is in the dead-letter queue: redrive or purge it there",
+            )
+        job_type = self.registry.get(job.type)
+        if job.sealed is None and any(
+            isinstance(job.payload, dict) and job.payload.get(k) == REDACTED for k in job_type.sensitive_keys
+        ):
+            raise InvalidTransitionError(
+                job.job_id,
+                job.status,
+                JobStatus.PENDING,
+                f"Job {job.job_id} cannot run again: its sensitive fields were dropped when it "
+                "failed; enqueue a new job",
             )
         # The message goes first and carries a new wake: a worker that takes it before the save
         # lands waits for it instead of dropping it (Worker._decide), and if SQS refuses, the
@@ -439,9 +488,14 @@ class JobService:
             ) from None
 
 
-def _fingerprint(request: EnqueueRequest) -> str:
-    """What makes two requests with one idempotency key the same request."""
+def _fingerprint(request: EnqueueRequest, job_type: JobType) -> str:
+    """What makes two requests with one idempotency key the same request. Sensitive values are
+    redacted first: the fingerprint is stored (the idempotency table, the job's message) and a
+    hash of a password is a password to anyone with a dictionary. So a retry with the key is the
+    same request whatever its sensitive values: it answers with the first job."""
     body = request.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
+    if job_type.sensitive_fields:
+        body["payload"] = redact(job_type, body.get("payload"))
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, RootModel
+from pydantic import AliasChoices, AliasPath, BaseModel, ConfigDict, Field, JsonValue, RootModel
 
 from tarefa.backoff import DEFAULT_LADDER, MAX_DELAY_SECONDS
 from tarefa.errors import PermanentJobError, RetryableJobError, UnknownJobTypeError
@@ -45,8 +45,16 @@ class JobPolicy:
     # a job over it waits in its queue instead of failing. `rate_key` gets the validated payload.
     rate: Rate | None = None
     rate_key: Callable[[Any], str] | None = None
+    # Top-level payload fields (by name or alias) that are encrypted before the job is stored or
+    # sent, opened only for the handler, and read "[redacted]" everywhere else (tarefa.sensitive).
+    sensitive: Sequence[str] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.sensitive, str):
+            raise JobTypeError("sensitive must be a sequence of field names, e.g. ('password',)")
+        object.__setattr__(self, "sensitive", tuple(self.sensitive))
+        if any(not isinstance(name, str) or not name for name in self.sensitive):
+            raise JobTypeError("sensitive field names must be non-empty strings")
         if not 1 <= self.max_attempts <= 25:
             raise JobTypeError(f"max_attempts must be 1..25, got {self.max_attempts}")
         if not 1 <= self.timeout_seconds <= LAMBDA_MAX_TIMEOUT_SECONDS:
@@ -60,27 +68,96 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
+class SensitiveField:
+    """A payload field declared sensitive: `key` is its name in the stored payload (the model's
+    dump by alias); `inputs` every key a request may carry it under (name and aliases)."""
+
+    name: str
+    key: str
+    inputs: frozenset[str]
+
+
+@dataclass(frozen=True)
 class JobType:
     name: str
     payload_model: type[BaseModel]
     handler: Handler
     policy: JobPolicy = field(default_factory=JobPolicy)
     aliases: tuple[str, ...] = ()
+    sensitive_fields: tuple[SensitiveField, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "sensitive_fields", _sensitive_fields(self.name, self.payload_model, self.policy)
+        )
 
     @property
     def module(self) -> str:
         return str(getattr(self.handler, "__module__", ""))
 
+    @property
+    def sensitive_keys(self) -> tuple[str, ...]:
+        """The stored payload's keys whose values are sealed (empty for most types)."""
+        return tuple(f.key for f in self.sensitive_fields)
+
     def describe(self) -> dict[str, Any]:
-        """What GET /job-types lists."""
+        """What GET /job-types lists; sensitive fields are `writeOnly` in the schema."""
+        schema = self.payload_model.model_json_schema(by_alias=True)
+        inputs = {key for f in self.sensitive_fields for key in f.inputs}
+        for name, prop in schema.get("properties", {}).items():
+            if name in inputs and isinstance(prop, dict):
+                prop["writeOnly"] = True
         return {
             "name": self.name,
             "aliases": list(self.aliases),
             "priority": str(self.policy.priority),
             "maxAttempts": self.policy.max_attempts,
             "timeoutSeconds": self.policy.timeout_seconds,
-            "payloadSchema": self.payload_model.model_json_schema(by_alias=True),
+            "sensitive": list(self.sensitive_keys),
+            "payloadSchema": schema,
         }
+
+
+def _sensitive_fields(
+    type_name: str, model: type[BaseModel], policy: JobPolicy
+) -> tuple[SensitiveField, ...]:
+    """Resolve JobPolicy.sensitive against the payload model: each must name one of its
+    top-level fields (by name or alias), or the type is refused at declaration."""
+    if not policy.sensitive:
+        return ()
+    fields = {} if issubclass(model, RootModel) else model.model_fields
+    found: list[SensitiveField] = []
+    for declared_name in policy.sensitive:
+        for name, info in fields.items():
+            inputs = {name} | {a for a in (info.alias, info.serialization_alias) if a}
+            inputs |= _validation_names(info.validation_alias)
+            if declared_name in inputs:
+                key = info.serialization_alias or info.alias or name
+                if any(f.name == name for f in found):
+                    raise JobTypeError(
+                        f"job type {type_name!r}: sensitive field {declared_name!r} is named twice"
+                    )
+                found.append(SensitiveField(name, key, frozenset(inputs)))
+                break
+        else:
+            known = ", ".join(sorted(fields)) or "none: the payload model has no fields"
+            raise JobTypeError(
+                f"job type {type_name!r}: sensitive field {declared_name!r} is not a top-level field of "
+                f"{model.__name__} (its fields: {known})"
+            )
+    return tuple(found)
+
+
+def _validation_names(alias: Any) -> set[str]:
+    if isinstance(alias, str):
+        return {alias}
+    if isinstance(alias, AliasChoices):
+        return {c for c in alias.choices if isinstance(c, str)} | {
+            c.path[0] for c in alias.choices if isinstance(c, AliasPath) and isinstance(c.path[0], str)
+        }
+    if isinstance(alias, AliasPath) and alias.path and isinstance(alias.path[0], str):
+        return {alias.path[0]}
+    return set()
 
 
 class JobTypeRegistry:
@@ -143,6 +220,15 @@ class JobTypeRegistry:
                 raise JobTypeError(
                     f"job type {job_type.name!r} ({job_type.module}) has timeout_seconds="
                     f"{job_type.policy.timeout_seconds}, above the worker's {worker_timeout_seconds} s"
+                )
+
+    def check_no_sensitive_fields(self, why: str) -> None:
+        """Sensitive fields need a KMS key: without one, such a type stops the start."""
+        for job_type in self._types.values():
+            if job_type.sensitive_fields:
+                raise JobTypeError(
+                    f"job type {job_type.name!r} ({job_type.module}) declares sensitive fields "
+                    f"{list(job_type.sensitive_keys)}, but {why}"
                 )
 
 

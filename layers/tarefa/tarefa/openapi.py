@@ -27,7 +27,7 @@ from tarefa.jobs import CancelRequest, EnqueueRequest, ListRequest
 from tarefa.maintenance import CleanupRequest, RecoverRequest
 from tarefa.queues import QueuesOverview, QueueView
 
-INTERNAL_JOB_FIELDS = ("runAt", "held", "version", "retryDelaySeconds", "wake", "crashes")
+INTERNAL_JOB_FIELDS = ("runAt", "held", "version", "retryDelaySeconds", "wake", "crashes", "sealed")
 
 
 class ErrorBody(BaseModel):
@@ -64,6 +64,10 @@ class JobTypeInfo(BaseModel):
     priority: str
     max_attempts: int = Field(alias="maxAttempts")
     timeout_seconds: int = Field(alias="timeoutSeconds")
+    sensitive: list[str] = Field(
+        description="payload fields encrypted before the job is stored or sent; every view shows them as "
+        '"[redacted]"'
+    )
     payload_schema: dict[str, Any] = Field(alias="payloadSchema", description="JSON Schema of the payload")
 
 

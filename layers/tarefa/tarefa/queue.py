@@ -34,6 +34,9 @@ class QueueMessage(BaseModel):
     idempotency_key_id: str | None = Field(None, alias="idempotencyKeyId", max_length=200)
     idempotency_expires_at: datetime | None = Field(None, alias="idempotencyExpiresAt")
     idempotency_fingerprint: str | None = Field(None, alias="idempotencyFingerprint", max_length=64)
+    # The sensitive payload fields, encrypted (tarefa.sensitive); the payload has "[redacted]"
+    # in their place. Never their plaintext: the message outlives the job in a DLQ.
+    sealed: dict[str, Any] | None = None
 
     @classmethod
     def for_new_job(
@@ -53,6 +56,7 @@ class QueueMessage(BaseModel):
             idempotency_key_id=key_id,
             idempotency_expires_at=key_expires_at,
             idempotency_fingerprint=fingerprint,
+            sealed=job.sealed,
         )
         return body.model_dump_json(by_alias=True, exclude_none=True, exclude_defaults=True)
 

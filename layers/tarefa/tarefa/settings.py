@@ -58,6 +58,9 @@ class Settings(BaseModel):
     http_allow: tuple[str, ...] = Field((), alias="tarefa_http_allow")
     # Secret names a job asks for (ctx.secret("name")) get this prefix; IAM allows only it.
     secrets_prefix: str = Field("", alias="tarefa_secrets_prefix")
+    # The KMS key (ARN or id) whose data keys seal sensitive payload fields (tarefa.sensitive);
+    # the template passes its ARN. Empty: a job type that declares sensitive fields stops the start.
+    sensitive_key_id: str = Field("", alias="tarefa_sensitive_key_id")
     # Local stack only (--delay-speedup): job delays and retry backoff are divided by this.
     delay_speedup: float = Field(1.0, alias="tarefa_delay_speedup", ge=1)
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from tarefa.outbound import OutboundHttp
     from tarefa.queues import Queues
     from tarefa.ratelimit import RateLimiter
+    from tarefa.sensitive import Codec, SensitiveFields
     from tarefa.sessions import SessionStore
     from tarefa.stats import JobStats
     from tarefa.worker import Worker
@@ -71,7 +72,27 @@ class Container:
         s = self.settings
         registry = self._registry or default_registry(s.tarefa_test_jobs, s.job_modules)
         registry.check_timeouts(s.worker_timeout_seconds)
+        if not s.sensitive_key_id:
+            registry.check_no_sensitive_fields("TAREFA_SENSITIVE_KEY_ID names no KMS key")
         return registry
+
+    @cached_property
+    def sensitive(self) -> SensitiveFields:
+        """Seals and opens the sensitive payload fields; the KMS client, and `cryptography`,
+        load the first time a sensitive value is sealed or opened."""
+        from tarefa.sensitive import SensitiveFields
+
+        s = self.settings
+        if not s.sensitive_key_id:
+            return SensitiveFields(None)
+
+        def codec() -> Codec:
+            from tarefa.adapters.kms import KmsKeyService
+            from tarefa.sensitive import Codec
+
+            return Codec(KmsKeyService(_client("kms"), s.sensitive_key_id, s.jobs_table))
+
+        return SensitiveFields(codec)
 
     @cached_property
     def dynamodb(self) -> Any:
@@ -113,6 +134,7 @@ class Container:
             cache=self.cache,
             retention=timedelta(seconds=self.settings.job_retention_seconds),
             delay_speedup=self.settings.delay_speedup,
+            sensitive=self.sensitive,
         )
 
     @cached_property
@@ -130,6 +152,7 @@ class Container:
             limiter=self.limiter,
             services=self.job_services,
             delay_speedup=s.delay_speedup,
+            sensitive=self.sensitive,
         )
 
     @cached_property
@@ -144,6 +167,7 @@ class Container:
             http=lambda: self.http,
             steps=self.store,
             enqueue=self.jobs.enqueue_for,
+            wake=self.jobs.run_now,
         )
 
     @cached_property
@@ -202,8 +226,19 @@ class Container:
         from tarefa.deadletters import DeadLetters
 
         return DeadLetters(
-            self.store, self.queue, now=self.now, lease_seconds=self.settings.worker_timeout_seconds
+            self.store,
+            self.queue,
+            now=self.now,
+            lease_seconds=self.settings.worker_timeout_seconds,
+            redact=self._redact_payload,
         )
+
+    def _redact_payload(self, job_type: str, payload: Any) -> Any:
+        """A payload recorded from a message a producer sent straight to SQS (then dead-lettered),
+        with its type's sensitive values redacted; the registry loads only when one is."""
+        from tarefa.sensitive import redact
+
+        return redact(self.registry.get(job_type), payload) if job_type in self.registry else payload
 
     # -- cache, rate limits, sessions (None when CACHE_BACKEND=none) ------------------------
     @cached_property

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +34,18 @@ from tarefa.jobtypes import JobType, JobTypeRegistry
 from tarefa.ports import JobQueue, JobStore, QueueMessageRef
 from tarefa.queue import SQS_MAX_DELAY_SECONDS, PoisonMessageError, QueueMessage, parse_message
 from tarefa.ratelimit import RateLimiter
+from tarefa.sensitive import (
+    NO_SCRUB,
+    SealingUnavailableError,
+    SensitiveFields,
+    SensitiveFieldsUnavailableError,
+    input_secrets,
+    redact,
+    scrub_json,
+    scrubber,
+    scrubbing_logs,
+    withholding,
+)
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -43,6 +56,9 @@ RETRY_SAVE_GRACE = timedelta(seconds=60)  # how long a retry's message waits for
 MAX_JOB_ITEM_BYTES = 380_000
 # The outcome write is tried this many times, with these pauses, before the message is kept.
 OUTCOME_WRITE_PAUSES = (0.1, 0.4, 1.2)
+# A direct producer's sensitive values that could not be sealed (KMS down): the message returns.
+SEAL_RETRY_SECONDS = 30
+MAX_WAIT_SECONDS = 30 * 86_400  # the longest RetryLater: held in DynamoDB past SQS's 12 hours
 
 
 @dataclass(frozen=True)
@@ -68,7 +84,9 @@ class Worker:
         services: JobServices | None = None,
         sleep: Callable[[float], None] = time.sleep,
         delay_speedup: float = 1.0,
+        sensitive: SensitiveFields | None = None,
     ) -> None:
+        self.sensitive = sensitive or SensitiveFields(None)
         self.store = store
         self.queue = queue
         self.registry = registry
@@ -105,13 +123,19 @@ class Worker:
             try:
                 if job is None:
                     pinned = message.model_copy(update={"job_id": job_id})  # keeps its id if resent
-                    throttled = self._throttled(job_type, message.payload, ref, None, pinned)
+                    throttled = self._throttled(
+                        job_type, message.payload, ref, None, pinned, job_id=job_id, sealed=message.sealed
+                    )
                     if throttled is not None:
                         return throttled
-                    claimed = self._first_sight(message, job_id, job_type, ref)
+                    try:
+                        claimed = self._first_sight(message, job_id, job_type, ref)
+                    except SealingUnavailableError:
+                        logger.warning("could not seal a direct producer's sensitive fields; message returns")
+                        return self._keep(ref, SEAL_RETRY_SECONDS)
                 else:
                     decision = self._decide(job, ref, message) or self._throttled(
-                        job_type, job.payload, ref, job
+                        job_type, job.payload, ref, job, job_id=job.job_id, sealed=job.sealed
                     )
                     if decision is not None:
                         return decision
@@ -132,19 +156,30 @@ class Worker:
         now = self.now()
         job = _record_of(job_id, message, ref, now)
         job = job.model_copy(update={"max_attempts": message.max_attempts or job_type.policy.max_attempts})
-        try:
-            job_type.payload_model.model_validate(message.payload)
-        except ValidationError as exc:
-            failed = job.transition(
-                JobStatus.FAILED,
-                now,
-                error=f"Payload does not match job type {job.type}",
-                error_details={"code": "INVALID_PAYLOAD", "fields": field_errors(exc, "payload")},
-            )
-            self.store.put(failed, expected_version=None)
-            metrics.add_metric("JobsFailed", MetricUnit.Count, 1)
-            logger.warning("external job rejected: invalid payload")
-            return None
+        # A sealed message comes from the API (or a chained enqueue), which validated the payload
+        # before sealing it; the run validates it again once opened.
+        if message.sealed is None:
+            try:
+                validated = job_type.payload_model.model_validate(message.payload)
+            except ValidationError as exc:
+                withhold = withholding(input_secrets(job_type, message.payload))
+                failed = job.model_copy(update={"payload": redact(job_type, message.payload)}).transition(
+                    JobStatus.FAILED,
+                    now,
+                    error=f"Payload does not match job type {job.type}",
+                    error_details={
+                        "code": "INVALID_PAYLOAD",
+                        "fields": field_errors(exc, "payload", withhold),
+                    },
+                )
+                self.store.put(failed, expected_version=None)
+                metrics.add_metric("JobsFailed", MetricUnit.Count, 1)
+                logger.warning("external job rejected: invalid payload")
+                return None
+            if job_type.sensitive_fields:  # sent in the clear straight to SQS: sealed before it is stored
+                canonical = validated.model_dump(mode="json", by_alias=True)
+                payload, sealed = self.sensitive.seal(job_type, job_id, canonical)  # SealingUnavailableError
+                job = job.model_copy(update={"payload": payload, "sealed": sealed})
         claimed = self._claimed(job, now)
         key_id, key_expires = message.idempotency_key_id, message.idempotency_expires_at
         if key_id is None or key_expires is None:
@@ -199,16 +234,22 @@ class Worker:
         ref: QueueMessageRef,
         job: Job | None,
         message: QueueMessage | None = None,
+        *,
+        job_id: str = "",
+        sealed: dict[str, Any] | None = None,
     ) -> Outcome | None:
         """An outcome that delays the job when its type's rate is used up; None to run it.
-        The limiter fails open: an outage of its backend never holds jobs back."""
+        The limiter fails open: an outage of its backend never holds jobs back. The key
+        function gets the validated payload, sensitive fields opened (a cached data key)."""
         policy = job_type.policy
         if policy.rate is None or self.limiter is None:
             return None
         try:
-            key = (
-                policy.rate_key(job_type.payload_model.model_validate(payload)) if policy.rate_key else "all"
-            )
+            if policy.rate_key:
+                opened, _ = self.sensitive.open(job_type, job_id, payload, sealed)
+                key = policy.rate_key(job_type.payload_model.model_validate(opened))
+            else:
+                key = "all"
         except Exception:  # a payload the key function cannot read fails in the handler, visibly
             return None
         decision = self.limiter.hit(f"job:{job_type.name}", key, policy.rate)
@@ -272,9 +313,14 @@ class Worker:
     # -- running ---------------------------------------------------------------------------
     def _run(self, claimed: Job, job_type: JobType, ref: QueueMessageRef) -> Outcome:
         current = [claimed]  # progress reports move the job's version on while it runs
+        # Once the sensitive fields are open, their values are scrubbed out of what the run
+        # leaves behind: progress, result, error, errorDetails and the logged traceback.
+        secrets: list[str] = []
+        scrub = [NO_SCRUB]
 
         def report_progress(percent: int, message: str | None) -> None:
             job = current[0]
+            message = scrub[0](message) if message else message
             progress = {"percent": percent, "message": message, "updatedAt": self.now().isoformat()}
             moved = job.model_copy(update={"progress": progress, "version": job.version + 1})
             try:
@@ -299,20 +345,35 @@ class Worker:
         )
         started = time.perf_counter()
         try:
-            payload = job_type.payload_model.model_validate(claimed.payload)
-            result = _jsonable(job_type.handler(payload, ctx))
+            # Just before the handler: SensitiveFieldsError (permanent) or
+            # SensitiveFieldsUnavailableError (KMS down, retryable) when they cannot be opened.
+            data, secrets = self.sensitive.open(job_type, claimed.job_id, claimed.payload, claimed.sealed)
+            scrub[0] = scrubber(secrets)
+            payload = job_type.payload_model.model_validate(data)
+            del data
+            with scrubbing_logs(scrub[0]):  # what the handler logs is scrubbed too
+                returned = job_type.handler(payload, ctx)
+            result = scrub_json(_jsonable(returned), scrub[0])
         except ValidationError as exc:
-            return self._fail(current[0], "Payload does not match its job type", "INVALID_PAYLOAD", exc)
+            return self._fail(
+                current[0], "Payload does not match its job type", "INVALID_PAYLOAD", exc, secrets
+            )
         except PermanentJobError as exc:
-            return self._fail(current[0], str(exc) or type(exc).__name__, exc.code, exc)
+            return self._fail(current[0], str(exc) or type(exc).__name__, exc.code, exc, secrets)
         except RetryLater as exc:
-            return self._wait(current[0], ref, exc)
+            return self._wait(current[0], ref, exc, secrets)
         except RetryableJobError as exc:
             logger.info("attempt %d failed: %s", claimed.attempts, type(exc).__name__)
-            return self._retry(current[0], job_type, ref, exc)
+            return self._retry(current[0], job_type, ref, exc, secrets)
         except Exception as exc:  # a bug or an outage: worth another attempt, and a traceback
-            logger.warning("attempt %d crashed: %s", claimed.attempts, type(exc).__name__, exc_info=True)
-            return self._retry(current[0], job_type, ref, exc)
+            if secrets:  # the traceback's messages may quote a sensitive value: logged scrubbed
+                text = scrub[0]("".join(traceback.format_exception(exc)))
+                logger.warning(
+                    "attempt %d crashed: %s", claimed.attempts, type(exc).__name__, extra={"traceback": text}
+                )
+            else:
+                logger.warning("attempt %d crashed: %s", claimed.attempts, type(exc).__name__, exc_info=True)
+            return self._retry(current[0], job_type, ref, exc, secrets)
         finally:
             metrics.add_metric("JobDuration", MetricUnit.Milliseconds, (time.perf_counter() - started) * 1000)
         job = current[0]
@@ -376,19 +437,22 @@ class Worker:
         logger.info("recorded the outcome an earlier invocation could not write")
         return DONE
 
-    def _wait(self, job: Job, ref: QueueMessageRef, wait: RetryLater) -> Outcome:
+    def _wait(self, job: Job, ref: QueueMessageRef, wait: RetryLater, secrets: Sequence[str] = ()) -> Outcome:
         """Not a failure: the job is not done yet and looks again later (a polling job)."""
         if job.attempts >= job.max_attempts:
             error = wait.reason or "still not done"
             exhausted = PermanentJobError(f"{error} after {job.attempts} attempts", code="ATTEMPTS_EXHAUSTED")
-            return self._fail(job, str(exhausted), exhausted.code, exhausted)
+            return self._fail(job, str(exhausted), exhausted.code, exhausted, secrets)
+        reason = scrubber(secrets)(wait.reason) if wait.reason else wait.reason
         now = self.now()
-        delay = min(MAX_DELAY_SECONDS, scaled(wait.seconds, self.delay_speedup))
+        # Past SQS's 12 hours the job is held in DynamoDB and promoted when due (_later): a
+        # declined renewal looks again in days.
+        delay = min(MAX_WAIT_SECONDS, scaled(wait.seconds, self.delay_speedup))
         waiting = job.transition(
             JobStatus.RETRYING,
             now,
             error=None,
-            error_details={"code": "WAITING", "reason": wait.reason} if wait.reason else {"code": "WAITING"},
+            error_details={"code": "WAITING", "reason": reason} if reason else {"code": "WAITING"},
             next_retry_at=now + timedelta(seconds=delay),
         )
         if not self._save(job, waiting):
@@ -397,9 +461,11 @@ class Worker:
         logger.debug("job waits %d s", delay)
         return self._later(waiting, ref, delay)
 
-    def _retry(self, job: Job, job_type: JobType, ref: QueueMessageRef, exc: Exception) -> Outcome:
+    def _retry(
+        self, job: Job, job_type: JobType, ref: QueueMessageRef, exc: Exception, secrets: Sequence[str] = ()
+    ) -> Outcome:
         if job.attempts >= job.max_attempts:
-            return self._fail(job, _describe(exc), "ATTEMPTS_EXHAUSTED", exc)
+            return self._fail(job, _describe(exc), "ATTEMPTS_EXHAUSTED", exc, secrets)
         now = self.now()
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:  # the provider said when (Retry-After)
@@ -407,11 +473,12 @@ class Worker:
         else:
             delay = retry_delay(job.attempts, job.retry_delay_seconds, job_type.policy.backoff)
         delay = scaled(delay, self.delay_speedup)
+        code = exc.code if isinstance(exc, SensitiveFieldsUnavailableError) else "RETRYABLE"
         retrying = job.transition(
             JobStatus.RETRYING,
             now,
-            error=_describe(exc),
-            error_details={"code": "RETRYABLE", "exception": type(exc).__name__, "attempt": job.attempts},
+            error=scrubber(secrets)(_describe(exc)),
+            error_details={"code": code, "exception": type(exc).__name__, "attempt": job.attempts},
             next_retry_at=now + timedelta(seconds=delay),
         )
         if not self._save(job, retrying):
@@ -419,13 +486,17 @@ class Worker:
         metrics.add_metric("JobsRetried", MetricUnit.Count, 1)
         return self._later(retrying, ref, delay)
 
-    def _fail(self, job: Job, error: str, code: str, exc: Exception) -> Outcome:
+    def _fail(self, job: Job, error: str, code: str, exc: Exception, secrets: Sequence[str] = ()) -> Outcome:
         now = self.now()
         details: dict[str, Any] = {"code": code, "exception": type(exc).__name__, "attempt": job.attempts}
         if isinstance(exc, ValidationError):
-            details["fields"] = field_errors(exc, "payload")
+            details["fields"] = field_errors(exc, "payload", withholding(secrets))
         failed = job.transition(
-            JobStatus.FAILED, now, error=error, error_details=details, processing_completed_at=now
+            JobStatus.FAILED,
+            now,
+            error=scrubber(secrets)(error),
+            error_details=scrub_json(details, scrubber(secrets)),
+            processing_completed_at=now,
         )
         self._save(job, failed)
         metrics.add_metric("JobsFailed", MetricUnit.Count, 1)
@@ -534,6 +605,7 @@ def _record_of(job_id: str, message: QueueMessage | None, ref: QueueMessageRef, 
         created_at=message.created_at or now,
         updated_at=now,
         run_at=message.run_at,
+        sealed=message.sealed,
     )
 
 

@@ -148,6 +148,7 @@ def provision(
             f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{props['TableName']}"
         )
 
+    _kms_keys(clients, resources, resolver)
     mappings = _event_source_mappings(clients, resources, resolver)
     for logical_id in resources:  # what other resources' !Ref gives, locally
         resolver.refs.setdefault(logical_id, f"local-{logical_id}")
@@ -155,7 +156,7 @@ def provision(
     functions = {
         logical_id: _function(logical_id, spec, template, resolver, queue_urls, mappings)
         for logical_id, spec in resources.items()
-        if spec["Type"] == "AWS::Serverless::Function"
+        if spec["Type"] == "AWS::Serverless::Function" and resolver.exists(spec)
     }
     outputs: dict[str, str] = {}
     for name, spec in template.get("Outputs", {}).items():
@@ -163,6 +164,35 @@ def provision(
             continue
         outputs[name] = str(resolver.resolve(spec["Value"]))
     return Stack(functions, queue_urls, tables, outputs)
+
+
+def _kms_keys(clients: Any, resources: dict[str, Any], resolver: Resolver) -> None:
+    """The template's KMS keys (the sensitive fields' key) with their policy and rotation, and
+    their aliases; !Ref gives a key's id and !GetAtt its ARN, as CloudFormation does."""
+    for logical_id, spec in resources.items():
+        if spec["Type"] != "AWS::KMS::Key" or not resolver.exists(spec):
+            continue
+        props = resolver.resolve(spec.get("Properties", {}))
+        create: dict[str, Any] = {
+            "KeyUsage": props.get("KeyUsage", "ENCRYPT_DECRYPT"),
+            "KeySpec": props.get("KeySpec", "SYMMETRIC_DEFAULT"),
+        }
+        if "Description" in props:
+            create["Description"] = str(props["Description"])
+        if "KeyPolicy" in props:
+            create["Policy"] = json.dumps(props["KeyPolicy"])
+        key = clients.kms.create_key(**create)["KeyMetadata"]
+        if props.get("EnableKeyRotation"):
+            clients.kms.enable_key_rotation(KeyId=key["KeyId"])
+        resolver.refs[logical_id] = key["KeyId"]
+        resolver.attributes[(logical_id, "Arn")] = key["Arn"]
+        resolver.attributes[(logical_id, "KeyId")] = key["KeyId"]
+    for logical_id, spec in resources.items():
+        if spec["Type"] != "AWS::KMS::Alias" or not resolver.exists(spec):
+            continue
+        props = resolver.resolve(spec["Properties"])
+        clients.kms.create_alias(AliasName=props["AliasName"], TargetKeyId=props["TargetKeyId"])
+        resolver.refs[logical_id] = props["AliasName"]
 
 
 def _event_source_mappings(clients: Any, resources: dict[str, Any], resolver: Resolver) -> dict[str, str]:

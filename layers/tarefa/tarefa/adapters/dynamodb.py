@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 LIST_SHARDS = 4  # ByUser and ByCreated: written once per job
 SWEEP_SHARDS = 8  # Sweep: written on every claim and finish
-JSON_FIELDS = ("payload", "result", "errorDetails", "progress")
+JSON_FIELDS = ("payload", "result", "errorDetails", "progress", "sealed")  # sealed: tarefa.sensitive
 INDEX_ATTRIBUTES = ("userShard", "allShard", "createdKey", "sweepShard", "sweepAt", "expiresAt")
 
 
