@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test unit integration infra e2e check lint typecheck bench chaos fuzz build clean
+.PHONY: install run test unit integration infra e2e check lint typecheck bench bench-payments bench-local chaos fuzz build clean
 
 # What the tests take from the machine, found on the PATH: Chromium and its ChromeDriver (the
 # dashboard tests) and redis-server (the Redis-backed tests; `.[dev]` brings one into the venv on
@@ -44,11 +44,16 @@ install: $(STAMP)
 # `make run API_PORT=3100 AWS_PORT=4699` when the defaults are taken.
 API_PORT ?= 3000
 AWS_PORT ?= 4599
+# RUN_ARGS: more `tarefa local` flags, e.g. make run RUN_ARGS="--delay-speedup 60"
+RUN_ARGS ?=
 run: $(STAMP)
-	$(BIN)/tarefa local --api-port $(API_PORT) --aws-port $(AWS_PORT)
+	$(BIN)/tarefa local --api-port $(API_PORT) --aws-port $(AWS_PORT) $(RUN_ARGS)
 
+# pytest-xdist: one process per core (TEST_WORKERS=0 runs them in this one), each file on one worker
+# so a module's fixtures (a stack of its own, the chaos run) are built once.
+TEST_WORKERS ?= auto
 test: $(STAMP) tools
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadfile
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
@@ -67,7 +72,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy layers/tarefa/tarefa src/tarefa functions tests bench examples
+	$(BIN)/mypy layers/tarefa/tarefa layers/workloads src/tarefa functions tests bench examples
 
 check: lint typecheck
 
@@ -75,6 +80,20 @@ check: lint typecheck
 # (bench/results.json); never fails on a slow machine.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/payments_bench.py $(PAYMENTS_BENCH_ARGS)
+
+# Enqueue bursts over HTTP against `tarefa local` (200 jobs with 1, 4 and 16 clients, then 500
+# guests at once); merged into bench/results.json as "local_api" -> "after". Never fails.
+bench-local: $(STAMP)
+	$(BIN)/python bench/local_burst.py
+
+# The payments workload alone (bench/payments_bench.py): AWS requests, DynamoDB units, Lambda GB-s
+# and $ per million payments (card APRO; PIX paid on the 1st and 3rd poll), and the card payments
+# `tarefa local` approves a minute against its sandbox: "payments" in bench/results.json. Reports;
+# never fails. PAYMENTS_BENCH_ARGS="--parts card,pix" skips the local stack.
+PAYMENTS_BENCH_ARGS ?=
+bench-payments: $(STAMP)
+	$(BIN)/python bench/payments_bench.py $(PAYMENTS_BENCH_ARGS)
 
 # The long chaos run: 10,000 jobs (CHAOS_JOBS=...) through the real API and handlers on moto with
 # AWS faults, duplicate deliveries and abandoned invocations, at most 25 minutes; figures merged

@@ -329,13 +329,23 @@ def run(examples: int, derandomize: bool = False) -> tuple[Report, float]:
     from tarefa import wiring
     from tarefa.local.app import LocalApp
     from tarefa.local.auth import LocalAuthority
+    from tarefa.local.sandboxes import job_modules, start_sandboxes
 
     started = time.perf_counter()
     # No enqueue limit: a 429 would stop the fuzzer short of the handler; errors only in the logs.
     parameters = {"EnqueueRateLimit": "off", "LogLevel": "ERROR"}
-    with tempfile.TemporaryDirectory() as state, mock_aws():
-        app = LocalApp(boto3.client("sqs"), boto3.client("dynamodb"), parameters)
-        report = Fuzzer(app, LocalAuthority(Path(state))).fuzz_all(examples, derandomize)
+    # Configured as the local stack is: the workloads' sandboxes and their credentials (a
+    # webhook route without its secret can only answer 503).
+    sandboxes = start_sandboxes(job_modules(parameters), "http://127.0.0.1:9")
+    try:
+        with tempfile.TemporaryDirectory() as state, mock_aws():
+            app = LocalApp(boto3.client("sqs"), boto3.client("dynamodb"), sandboxes.parameters(parameters))
+            sandboxes.create_secrets(
+                boto3.client("secretsmanager"), os.environ.get("TAREFA_SECRETS_PREFIX", "")
+            )
+            report = Fuzzer(app, LocalAuthority(Path(state))).fuzz_all(examples, derandomize)
+    finally:
+        sandboxes.stop()
     wiring.reset()
     return report, time.perf_counter() - started
 

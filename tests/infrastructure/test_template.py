@@ -53,14 +53,15 @@ def test_sam_transform_expands_the_template() -> None:
     assert all(m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in from_queues)
     (from_stream,) = [m for m in mappings if "StartingPosition" in m["Properties"]]
     assert from_stream["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["JobsTable", "StreamArn"]}
-    assert sum(r["Type"] == "AWS::Scheduler::Schedule" for r in resources.values()) == 4
+    # the 4 maintenance schedules and the payments workload's renewal run
+    assert sum(r["Type"] == "AWS::Scheduler::Schedule" for r in resources.values()) == 5
     roles = [r for r in resources.values() if r["Type"] == "AWS::IAM::Role"]
     with_cache = [
         r for r in roles if {"Ref": "CacheAccessPolicy"} in r["Properties"].get("ManagedPolicyArns", [])
     ]
-    assert (
-        len(with_cache) == 4
-    )  # the managed policy reaches each function's role (api, worker, maintenance, demo)
+    # the managed policy reaches each function's role but the stats consumer's (api, worker,
+    # maintenance, demo, the payments workload's routes and renewal run, the guests' routes)
+    assert len(with_cache) == 7
 
 
 def test_functions_run_python313_on_arm64() -> None:
@@ -265,7 +266,7 @@ def test_functions_join_the_vpc_only_when_redis_is_chosen() -> None:
         assert props(function).get("VpcConfig") == (vpc if uses_cache else None), function
     endpoints = {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::EC2::VPCEndpoint"}
     services = {v["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[1] for v in endpoints.values()}
-    assert services == {"dynamodb", "sqs", "secretsmanager", "lambda"}
+    assert services == {"dynamodb", "sqs", "secretsmanager", "lambda", "kms"}
     assert all(v["Condition"] == "CreateCacheEndpoints" for v in endpoints.values())
     rules = TEMPLATE["Rules"]["RedisNeedsAVpc"]
     assert rules["RuleCondition"] == {"Fn::Equals": [{"Ref": "CacheBackend"}, "redis"]}
@@ -416,22 +417,43 @@ def test_the_workload_modules_and_the_outbound_allow_list_reach_the_functions() 
     assert parameters["JobModules"]["Default"] == "demo"
     assert parameters["HttpAllow"]["Default"] == ""
     env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
-    assert env["TAREFA_JOB_MODULES"] == {"Ref": "JobModules"}
+    # JobModules and the workloads that are on, in each of the four combinations
+    modules = env["TAREFA_JOB_MODULES"]
+    for payments, guests, expected in (
+        ("on", "on", "demo,payments.jobs,guests.jobs"),  # the defaults
+        ("on", "off", "demo,payments.jobs"),
+        ("off", "on", "demo,guests.jobs"),
+        ("off", "off", "demo"),
+    ):
+        resolver = Resolver(TEMPLATE, {"PaymentsWorkload": payments, "GuestsWorkload": guests})
+        assert resolver.resolve(modules) == expected, (payments, guests)
+    assert TEMPLATE["Parameters"]["GuestsWorkload"]["Default"] == "on"
     assert env["TAREFA_HTTP_ALLOW"] == {"Ref": "HttpAllow"}
 
 
 def test_workloads_ship_in_a_layer_of_their_own_beside_the_engine() -> None:
-    assert TEMPLATE["Globals"]["Function"]["Layers"] == [{"Ref": "TarefaLayer"}, {"Ref": "ExamplesLayer"}]
-    engine, examples = RESOURCES["TarefaLayer"], RESOURCES["ExamplesLayer"]
-    assert examples["Type"] == "AWS::Serverless::LayerVersion"
-    assert examples["Metadata"] == engine["Metadata"]  # built the same way: python3.13, arm64
-    layer = examples["Properties"]
-    assert layer["ContentUri"] == "examples"
-    assert layer["LayerName"] == {"Fn::Sub": "tarefa-examples-${Stage}"}
-    for key in ("CompatibleRuntimes", "CompatibleArchitectures", "RetentionPolicy"):
-        assert layer[key] == engine["Properties"][key], key
-    for spec in (engine, examples):  # sam build's python workflow reads the requirements
+    assert TEMPLATE["Globals"]["Function"]["Layers"] == [
+        {"Ref": "TarefaLayer"},
+        {"Ref": "WorkloadsLayer"},
+        {"Ref": "ExamplesLayer"},
+    ]
+    engine = RESOURCES["TarefaLayer"]
+    for logical_id, content, name in (
+        ("ExamplesLayer", "examples", "tarefa-examples-${Stage}"),
+        ("WorkloadsLayer", "layers/workloads", "tarefa-workloads-${Stage}"),
+    ):
+        spec = RESOURCES[logical_id]
+        assert spec["Type"] == "AWS::Serverless::LayerVersion"
+        assert spec["Metadata"] == engine["Metadata"]  # built the same way: python3.13, arm64
+        layer = spec["Properties"]
+        assert layer["ContentUri"] == content
+        assert layer["LayerName"] == {"Fn::Sub": name}
+        for key in ("CompatibleRuntimes", "CompatibleArchitectures", "RetentionPolicy"):
+            assert layer[key] == engine["Properties"][key], key
+    for spec in (engine, RESOURCES["ExamplesLayer"], RESOURCES["WorkloadsLayer"]):  # sam build reads them
         assert (ROOT / spec["Properties"]["ContentUri"] / "requirements.txt").is_file()
+    assert (ROOT / "layers/workloads/payments/jobs.py").is_file()  # a package at the layer's root
+    assert (ROOT / "layers/workloads/guests/jobs.py").is_file()
 
 
 def test_the_job_types_route_is_declared_and_authorized() -> None:
@@ -503,7 +525,15 @@ def test_every_aws_service_the_vpc_functions_call_has_an_endpoint() -> None:
     the functions in the VPC, so a new action brings its endpoint or fails here."""
     resolver = resolver_for(CacheBackend="redis", CreateVpcEndpoints="true")
     in_vpc = [f for f in functions() if joins_the_vpc(f, resolver)]
-    assert set(in_vpc) == {"ApiFunction", "WorkerFunction", "MaintenanceFunction", "DemoFunction"}
+    assert set(in_vpc) == {
+        "ApiFunction",
+        "WorkerFunction",
+        "MaintenanceFunction",
+        "DemoFunction",
+        "PaymentsFunction",
+        "PaymentsRenewalsFunction",
+        "GuestsFunction",
+    }
     needed = {action.split(":", 1)[0] for f in in_vpc for action in effective_actions(f, resolver)}
     assert {"dynamodb", "sqs", "secretsmanager", "lambda"} <= needed
     endpoints: dict[str, str] = {}
@@ -607,7 +637,8 @@ def test_every_function_logs_json_to_its_own_group_with_a_retention() -> None:
         groups.add(group)
         assert logging.get("LogFormat", "JSON") == "JSON", function
         assert RESOURCES[group]["Type"] == "AWS::Logs::LogGroup", function
-        assert "Condition" not in RESOURCES[group]
+        # created exactly when its function is (a workload that is off has neither)
+        assert RESOURCES[group].get("Condition") == RESOURCES[function].get("Condition"), group
         assert props(group)["RetentionInDays"] == {"Ref": "LogRetentionDays"}, group
         for stage in ("dev", "prod"):  # the name Lambda would give it, so nothing else creates one
             resolver = resolver_for(Stage=stage)

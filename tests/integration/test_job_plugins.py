@@ -57,7 +57,13 @@ def plugged() -> Iterator[tuple[LocalApp, Clock]]:
         app = LocalApp(
             boto3.client("sqs"),
             boto3.client("dynamodb"),
-            {"JobModules": MODULES, "HttpAllow": "127.0.0.1"},
+            # only the modules named here (the product's workloads off)
+            {
+                "JobModules": MODULES,
+                "HttpAllow": "127.0.0.1",
+                "PaymentsWorkload": "off",
+                "GuestsWorkload": "off",
+            },
         )
         clock = Clock()
         wiring.container().clock = clock
@@ -128,7 +134,16 @@ def test_the_demo_workload_runs_and_its_alias_is_listed(plugged: tuple[LocalApp,
     assert greet["aliases"] == ["DEMO_GREET"] and greet["priority"] == "LOW"
     assert greet["maxAttempts"] == 4 and greet["timeoutSeconds"] == 30
     assert greet["payloadSchema"]["required"] == ["name"]
-    assert set(greet) == {"name", "aliases", "priority", "maxAttempts", "timeoutSeconds", "payloadSchema"}
+    assert greet["sensitive"] == []  # none of its fields is sealed (tarefa.sensitive)
+    assert set(greet) == {
+        "name",
+        "aliases",
+        "priority",
+        "maxAttempts",
+        "timeoutSeconds",
+        "sensitive",
+        "payloadSchema",
+    }
 
 
 def test_an_unknown_type_lists_the_known_ones(plugged: tuple[LocalApp, Clock]) -> None:
@@ -158,3 +173,46 @@ def test_a_broken_module_fails_the_start_naming_it() -> None:
     with mock_aws(), pytest.raises(JobTypeError, match="cannot import 'no_such_workload'"):
         LocalApp(boto3.client("sqs"), boto3.client("dynamodb"), {"JobModules": "demo,no_such_workload"})
     wiring.reset()
+
+
+def test_a_workload_that_is_off_loads_nothing_and_serves_nothing() -> None:
+    """PaymentsWorkload=off, GuestsWorkload=off: no job type, route, function or table of
+    theirs; on (the default), all of them; each turned off alone leaves the other whole."""
+    with mock_aws():
+        off = LocalApp(
+            boto3.client("sqs"),
+            boto3.client("dynamodb"),
+            {"PaymentsWorkload": "off", "GuestsWorkload": "off"},
+        )
+        names = wiring.container().registry.names()
+        assert not any(name.startswith(("payments.", "guests.")) for name in names)
+        assert off.api("POST", "/payments", {}, ALICE).status == 404
+        assert off.api("POST", "/events", {}, ALICE).status == 404
+        assert off.api("POST", "/public/guests/verify-phone", {}).status == 404
+        assert not any(f.startswith(("Payments", "Guests")) for f in off.stack.functions)
+        assert {"PaymentsTable", "GuestsTable"}.isdisjoint(off.stack.tables)
+    wiring.reset()
+    with mock_aws():
+        on = LocalApp(boto3.client("sqs"), boto3.client("dynamodb"))
+        assert {"payments.process", "guests.register", "guests.login"} <= set(
+            wiring.container().registry.names()
+        )
+        assert on.api("POST", "/payments", {}, ALICE).status == 422
+        assert on.api("POST", "/events", {}, ALICE).status == 422
+        assert {"PaymentsFunction", "PaymentsRenewalsFunction", "GuestsFunction"} <= set(on.stack.functions)
+        assert {"PaymentsTable", "GuestsTable"} <= set(on.stack.tables)
+    wiring.reset()
+    for payments, guests in (("on", "off"), ("off", "on")):
+        with mock_aws():
+            one = LocalApp(
+                boto3.client("sqs"),
+                boto3.client("dynamodb"),
+                {"PaymentsWorkload": payments, "GuestsWorkload": guests},
+            )
+            names = wiring.container().registry.names()
+            assert ("payments.process" in names) == (payments == "on")
+            assert ("guests.register" in names) == (guests == "on")
+            assert ("GuestsFunction" in one.stack.functions) == (guests == "on")
+            assert ("GuestsTable" in one.stack.tables) == (guests == "on")
+            assert ("PaymentsTable" in one.stack.tables) == (payments == "on")
+        wiring.reset()

@@ -21,7 +21,19 @@ def test_the_document_is_valid_openapi_and_describes_every_route_of_the_template
     engine = {(r.method, r.path) for r in app.api_function.routes}
     assert documented == declared
     assert engine == {(r.method, r.path) for r in routes()}  # the engine's own list is the API's
-    assert declared - engine == {("GET", "/demo/hello/{name}"), ("POST", "/demo/greetings")}
+    workloads = declared - engine
+    assert {("GET", "/demo/hello/{name}"), ("POST", "/demo/greetings")} <= workloads
+    assert {("POST", "/payments"), ("POST", "/webhooks/payments")} <= workloads  # on by default
+    webhook = spec["paths"]["/webhooks/payments"]["post"]
+    assert webhook.get("security") == []  # public: the gateway's signature, not a JWT
+    assert {
+        ("POST", "/events"),
+        ("PATCH", "/events/{eventId}"),
+        ("POST", "/public/guests/register"),
+    } <= workloads
+    for path in ("/public/guests/verify-phone", "/public/guests/register", "/public/guests/login"):
+        assert spec["paths"][path]["post"].get("security") == [], path  # guests have no JWT
+    assert spec["paths"]["/events/{eventId}/check-in"]["post"]["security"] == [{"bearer": []}]
 
 
 def test_the_schemas_are_the_models_the_handlers_validate_with(app: LocalApp) -> None:

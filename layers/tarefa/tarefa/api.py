@@ -18,16 +18,22 @@ from pydantic import BaseModel, ValidationError
 
 from tarefa import errors
 from tarefa.jobs import Caller, Enqueued, EnqueueRequest, field_errors
-from tarefa.ratelimit import Rate, RouteLimit
+from tarefa.ratelimit import Decision, Rate, RouteLimit
 from tarefa.wiring import container
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
+    from tarefa.cache import Cache
+    from tarefa.job import Job
+    from tarefa.ratelimit import RateLimiter
+    from tarefa.sessions import SessionStore
+
 logger = Logger(child=True)
 
 MAX_BODY_BYTES = 256 * 1024
+JSON_WHITESPACE = " \t\n\r"  # RFC 8259's four; Python's isspace() knows many more
 ADMIN_GROUP = "admin"
 # Limits a workload gives its own routes (a public route limited by address); TAREFA_RATE_LIMITS
 # (the template's RateLimits) overrides them per route.
@@ -62,6 +68,77 @@ def enqueue(
         }
     )
     return container().jobs.enqueue(who, request)
+
+
+def secret(name: str, transform: str | None = None) -> Any:
+    """A Secrets Manager secret for a route (a provider's webhook secret), as a job's
+    `ctx.secret` reads it: the stage's prefix, cached 5 minutes."""
+    return container().secret(name, transform)
+
+
+def as_user(user_id: str) -> Caller:
+    """Who owns the jobs a public route enqueues for nobody in particular (a provider's
+    webhook, a schedule acting for a subscriber); only they and admins see those jobs."""
+    return Caller(user_id=user_id)
+
+
+def wake(job_id: str) -> bool:
+    """Run a waiting job now (see `JobContext.wake`); False when it is not waiting."""
+    return container().jobs.run_now(job_id)
+
+
+def read_job(job_id: str) -> Job | None:
+    """A job as its poller reads it (finished jobs from the cache), for a public route that
+    authorized the reader itself (a guest's status token): no owner check here."""
+    try:
+        return container().jobs.read(Caller(user_id="tarefa:route", is_admin=True), job_id).value
+    except errors.JobNotFoundError:
+        return None
+
+
+def cache() -> Cache | None:
+    """The platform cache for a route (None when the deployment has none): never the source of
+    truth, an outage is a miss."""
+    return container().cache
+
+
+def limiter() -> RateLimiter | None:
+    """The rate limiter (None when the deployment has no cache backend)."""
+    return container().limiter
+
+
+def sessions() -> SessionStore:
+    """The platform's sessions (tarefa.sessions): 256-bit tokens stored as SHA-256, sliding
+    expiry; SessionsUnavailableError (503) when the deployment has no cache backend."""
+    store = container().sessions
+    if store is None:
+        raise errors.SessionsUnavailableError("Sessions need a cache backend (CACHE_BACKEND)")
+    return store
+
+
+def limit(scope: str, identity: str, rate: Rate | str, fail_open: bool = True) -> Decision | None:
+    """Count one hit of a limit a route keeps itself, per any key it chooses (a phone number's
+    hash, an event), in the same sliding windows as the route limits; None when the deployment
+    has no limiter. A refused decision is answered with `limited(decision)`."""
+    found = container().limiter
+    if found is None:
+        return None
+    return found.hit(scope, identity, rate if isinstance(rate, Rate) else Rate.parse(rate), fail_open)
+
+
+def limited(decision: Decision) -> Response[str]:
+    """The answer to a refused `limit`, as the route limits answer: 429 RATE_LIMITED (503 when
+    the limiter is down and the limit fails closed), with X-RateLimit-* and Retry-After."""
+    if decision.degraded:
+        response = error_response(
+            503, errors.RateLimiterUnavailableError.code, "Rate limiting is unavailable; try again shortly"
+        )
+    else:
+        response = error_response(
+            429, errors.RateLimitedError.code, f"Rate limit reached; retry in {decision.retry_after} s"
+        )
+    response.headers.update(decision.headers())
+    return response
 
 
 # The one place domain errors become status codes.
@@ -142,7 +219,7 @@ def parse_body(event: APIGatewayProxyEventV2, model: type[Model], required: bool
         raw = data.decode()
     except UnicodeDecodeError:
         raise errors.MalformedRequestError("The body is not valid UTF-8") from None
-    if not raw.strip():
+    if not raw.strip(JSON_WHITESPACE):  # str.strip() would also take "\x1f" for blank
         if required:
             raise errors.MalformedRequestError("A JSON body is required")
         raw = "{}"

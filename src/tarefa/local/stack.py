@@ -1,11 +1,14 @@
 """`tarefa local`: the whole application on loopback, with no Docker and no AWS account.
 
-moto's server plays AWS; the template's resources are created in it; the HTTP API, the SQS
-event source mappings and the schedules call the real handlers the way Lambda would.
+moto's server plays AWS (in a process of its own: tarefa/local/emulator.py); the template's
+resources are created in it; the HTTP API, the SQS event source mappings and the schedules call
+the real handlers the way Lambda would, the API in several execution environments per function
+at once (tarefa/local/environments.py).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -27,11 +30,23 @@ from tarefa import wiring
 from tarefa.job import Job
 from tarefa.local.app import LocalApp, redis_overrides
 from tarefa.local.auth import LocalAuthority, TokenError
+from tarefa.local.emulator import EmulatorProcess
+from tarefa.local.environments import (
+    DEFAULT_API_CONCURRENCY,
+    EnvironmentPool,
+    NoEnvironmentError,
+    isolate_router_state,
+)
 from tarefa.local.provision import Function, ScheduleSource, SqsSource
 from tarefa.local.runtime import Handler, StreamPoller, invoke, match_route, process_batch, receive
+from tarefa.local.sandboxes import job_modules, start_sandboxes
 from tarefa.local.schedules import Cron, parse_schedule
 
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's own limit for HTTP APIs
+# Connections the API's socket holds before accept(): with the standard library's 5, a crowd of
+# 500 guests arriving at once had most connections reset (bench/local_burst.py). The kernel caps
+# it at net.core.somaxconn.
+LISTEN_BACKLOG = 1024
 Log = Callable[[str], None]
 
 
@@ -66,8 +81,10 @@ class TransitionLog:
             + (f" attempt {job.attempts}" if job.attempts else "")
         )
 
-    def put_with_idempotency_key(self, job: Job, key_id: str, expires_at: datetime) -> None:
-        self._inner.put_with_idempotency_key(job, key_id, expires_at)
+    def put_with_idempotency_key(self, job: Job, *args: Any, **kwargs: Any) -> None:
+        """Whatever the store's own signature is (it gained a fingerprint): a wrapper that named
+        its parameters made every keyed enqueue fail its record on the local stack."""
+        self._inner.put_with_idempotency_key(job, *args, **kwargs)
         self._log(f"JOB  {job.job_id} {job.type} {job.status}")
 
     def __getattr__(self, name: str) -> Any:
@@ -88,9 +105,16 @@ class LocalStack:
         log: Log = print,
         parameters: dict[str, str] | None = None,
         redis_url: str = "",
+        api_concurrency: int = DEFAULT_API_CONCURRENCY,
+        emulator_process: bool = True,
     ) -> None:
         """`parameters` override the template's (like `sam deploy --parameter-overrides`);
-        with `redis_url` the cache, rate limits and sessions live there instead of DynamoDB."""
+        with `redis_url` the cache, rate limits and sessions live there instead of DynamoDB.
+        `api_concurrency`: execution environments per function behind the HTTP API, each
+        serving one request at a time. `emulator_process=False` runs the emulator in this
+        process, as before (one process to profile, slower)."""
+        if api_concurrency < 1:
+            raise ValueError("api_concurrency must be at least 1")
         self.host = host
         self.api_port = api_port
         self.aws_port = aws_port
@@ -101,12 +125,16 @@ class LocalStack:
         self.verbose = verbose
         self.parameters = dict(parameters or {})
         self.redis_url = redis_url
+        self.api_concurrency = api_concurrency
+        self.emulator_process = emulator_process
+        self.api_pools: dict[str, EnvironmentPool] = {}  # by function; built by _start_api
         self._log = log
         self._log_lock = threading.Lock()
         self.stopping = threading.Event()
         self.threads: list[threading.Thread] = []
         self.function_locks: dict[str, threading.Lock] = {}
         self.refusal = threading.local()  # why this thread's last request's token was refused
+        self.queued = threading.local()  # how long its last request waited for an environment
 
     @property
     def api_url(self) -> str:
@@ -130,6 +158,7 @@ class LocalStack:
 
         session = boto3.session.Session()
         clients = {name: session.client(name, endpoint_url=self.aws_url) for name in ("sqs", "dynamodb")}
+        self._await_emulator()  # it started while this process imported boto3
         parameters = {
             "EnableTestJobs": "1" if self.test_jobs else "0",
             "LogLevel": "INFO" if self.verbose else "WARNING",
@@ -141,7 +170,15 @@ class LocalStack:
             parameters.update(redis_parameters)
         if self.delay_speedup != 1:
             environment["TAREFA_DELAY_SPEEDUP"] = str(self.delay_speedup)
+        # The workloads' provider sandboxes, before the functions: they set parameters (their
+        # URLs in the outbound allow-list) and secrets (their credentials) the functions read.
+        self.sandboxes = start_sandboxes(job_modules(parameters), self.api_url)
+        parameters = self.sandboxes.parameters(parameters)
         self.app = LocalApp(clients["sqs"], clients["dynamodb"], parameters, environment)
+        self.sandboxes.create_secrets(
+            session.client("secretsmanager", endpoint_url=self.aws_url),
+            os.environ.get("TAREFA_SECRETS_PREFIX", ""),
+        )
         container = wiring.container()
         # Before any service is built (they all take the store from the container): log every write.
         container.__dict__["store"] = TransitionLog(container.store, self.log)
@@ -154,9 +191,7 @@ class LocalStack:
         self._write_state()
 
     def _start_emulator(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per emulator call is noise
+        """Starts the emulator; `_await_emulator` waits until it answers."""
         warnings.filterwarnings("ignore", "No application metrics to publish")
 
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
@@ -166,17 +201,36 @@ class LocalStack:
         os.environ["AWS_ENDPOINT_URL"] = self.aws_url
         if not self.verbose:
             os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
-        self.emulator = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)
-        self.emulator.start()
+        self.emulator: EmulatorProcess | Any
+        if self.emulator_process:
+            self.emulator = EmulatorProcess(self.host, self.aws_port)
+        else:
+            from moto.server import ThreadedMotoServer
+
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per call is noise
+            self.emulator = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)
+            self.emulator.start()
+
+    def _await_emulator(self) -> None:
+        if isinstance(self.emulator, EmulatorProcess):
+            self.emulator.wait_ready()
 
     def _start_api(self) -> None:
-        self.api_lock = threading.Lock()  # one API execution environment: the resolver is per-event
+        # Several execution environments per function, as Lambda runs them: a Powertools
+        # resolver holds the event it serves, so each copy of the module serves one at a time,
+        # and Powertools' per-process copy of that event becomes per thread.
+        isolate_router_state()
+        functions = {f.logical_id: f for f in self.app.route_functions.values()}
+        self.api_pools = {
+            logical_id: EnvironmentPool(function, self.api_concurrency, self.app.new_handler)
+            for logical_id, function in functions.items()
+        }
         stack = self
 
         class RequestHandler(_ApiRequestHandler):
             local = stack
 
-        self.http = ThreadingHTTPServer((self.host, self.api_port), RequestHandler)
+        self.http = _ApiServer((self.host, self.api_port), RequestHandler)
         self.http.daemon_threads = True
         self._spawn("api", self.http.serve_forever)
 
@@ -193,19 +247,22 @@ class LocalStack:
             "region": "us-east-1",
             "queues": {k: v for k, v in self.app.stack.queue_urls.items()},
             "tables": dict(self.app.stack.tables),
+            "sandboxes": {s.name: s.url for s in self.sandboxes.running},
         }
         (self.state_dir / "local.json").write_text(json.dumps(state, indent=2) + "\n")
 
     def summary(self) -> str:
         queues = "\n".join(f"  {name:<24} {url}" for name, url in self.app.stack.queue_urls.items())
+        sandboxes = "".join(f"  {s.name:<24} {s.url}\n" for s in self.sandboxes.running)
         return (
             f"Tarefa local stack is up.\n"
             f"  API          {self.api_url}\n"
             f"  AWS endpoint {self.aws_url}  (region us-east-1, any credentials)\n"
             f"  Cache        {self._cache_description()}\n"
             f"Queues:\n{queues}\n"
-            f"Written to {self.state_dir / 'local.json'}. Mint a token: tarefa token --user alice\n"
-            f"Ctrl-C stops it."
+            + (f"Sandboxes:\n{sandboxes}" if sandboxes else "")
+            + f"Written to {self.state_dir / 'local.json'}. Mint a token: tarefa token --user alice\n"
+            "Ctrl-C stops it."
         )
 
     def _cache_description(self) -> str:
@@ -222,26 +279,46 @@ class LocalStack:
             self.http.server_close()
         for thread in self.threads:
             thread.join(timeout=5)
-        if hasattr(self, "emulator"):
+        if getattr(self, "emulator", None) is not None:
             self.emulator.stop()
+        if hasattr(self, "sandboxes"):
+            self.sandboxes.stop()
 
     # -- invocations -----------------------------------------------------------------------
     def call_api(
         self, method: str, target: str, body: bytes, headers: dict[str, str], source_ip: str
-    ) -> tuple[int, dict[str, str], str]:
+    ) -> tuple[int, dict[str, str], str | bytes]:
         path = target.split("?", 1)[0]
         found = match_route(self.app.routes, method, path)
         claims: dict[str, Any] | None = None
         self.refusal.reason = None
+        self.queued.seconds = 0.0
         if found is not None and found[0].authorized:
             try:
                 claims = self.authority.verify(headers.get("authorization"))
             except TokenError as exc:
                 # API Gateway answers only {"message": "Unauthorized"}; the log line says why
                 self.refusal.reason = str(exc)
-        with self.api_lock:
-            result = self.app.api(method, target, body, claims, headers, source_ip)
-        return result.status, result.headers, result.text
+        routed = self.app.route(method, target, body, claims, headers, source_ip)
+        if not isinstance(routed, tuple):  # API Gateway's own answer: no route, no token
+            return routed.status, routed.headers, routed.text
+        function, event = routed
+        pool = self.api_pools.get(function.logical_id)
+        if pool is None:  # not started (tests drive call_api directly): the app's own environment
+            response = self._invoke_locked(function, self.app.handlers[function.logical_id], event)
+        else:
+            try:
+                with pool.lease() as lease:
+                    self.queued.seconds = lease.waited_seconds
+                    response = invoke(function, lease.handler, event)
+            except NoEnvironmentError as exc:
+                self.log(f"API  throttled: {exc}")
+                return _gateway_answer(503, "Service Unavailable")
+        text = response.get("body") or ""
+        answer_headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+        if response.get("isBase64Encoded"):  # API Gateway decodes a binary body (a PNG) for the client
+            return response["statusCode"], answer_headers, base64.b64decode(text)
+        return response["statusCode"], answer_headers, text
 
     def _invoke_locked(self, function: Function, handler: Handler, event: dict[str, Any]) -> Any:
         lock = self.function_locks.setdefault(function.logical_id, threading.Lock())
@@ -362,6 +439,12 @@ class LocalStack:
                 self.log(f"CRON {schedule.name} failed: {type(exc).__name__}: {exc}")
 
 
+class _ApiServer(ThreadingHTTPServer):
+    """One thread per connection, as before, with room for a crowd's connections to wait."""
+
+    request_queue_size = LISTEN_BACKLOG
+
+
 class _ApiRequestHandler(BaseHTTPRequestHandler):
     """The HTTP API's front door. Every method, GET or TRACE or one never heard of, takes the
     same way to the template's routes, so one with no route is API Gateway's JSON 404; what the
@@ -369,6 +452,10 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
 
     local: LocalStack
     protocol_version = "HTTP/1.1"
+    # The headers and the body go out in two writes; with Nagle's algorithm on, the body waits
+    # for the client to acknowledge the headers, which a client on a keep-alive connection
+    # delays by 40 ms: every request after a connection's first took 40 ms longer.
+    disable_nagle_algorithm = True
 
     def __getattr__(self, name: str) -> Callable[[], None]:
         # BaseHTTPRequestHandler dispatches on do_<METHOD> and answers 501 when there is none.
@@ -379,6 +466,7 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         started = time.perf_counter()
         length = self._content_length()
+        text: str | bytes  # bytes only for a binary body (a PNG), written as is
         if length is None:
             status, headers, text = _gateway_answer(400, "Bad Request")
             self.close_connection = True
@@ -398,9 +486,11 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
         self._answer(status, headers, text)
         elapsed = (time.perf_counter() - started) * 1000
         why = getattr(self.local.refusal, "reason", None) if status == 401 else None
+        waited = getattr(getattr(self.local, "queued", None), "seconds", 0.0) * 1000
         self.local.log(
             f"API  {self.command} {self.path.split('?', 1)[0]} {status} {elapsed:.0f}ms"
             + (f" (token refused: {why})" if why else "")
+            + (f" (waited {waited:.0f}ms for an environment)" if waited >= 1 else "")
         )
 
     def _content_length(self) -> int | None:
@@ -408,8 +498,8 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
         given = (self.headers.get("Content-Length") or "0").strip()
         return int(given) if given.isascii() and given.isdigit() else None
 
-    def _answer(self, status: int, headers: dict[str, str], text: str) -> None:
-        payload = text.encode()
+    def _answer(self, status: int, headers: dict[str, str], text: str | bytes) -> None:
+        payload = text if isinstance(text, bytes) else text.encode()
         self.send_response(status)
         for name, value in headers.items():
             if name.lower() != "content-length":
