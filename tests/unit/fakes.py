@@ -127,14 +127,29 @@ class MemoryQueue:
 
 
 class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
+    """`now` for a service: stands still until the test moves it."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or utcnow()
 
     def __call__(self) -> datetime:
         return self.now
 
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+    def advance(self, seconds: float = 0, **delta: float) -> datetime:
+        self.now += timedelta(seconds=seconds, **delta)
+        return self.now
+
+
+class Ids:
+    """`new_id` for a service: id-1, id-2, ..."""
+
+    def __init__(self, prefix: str = "id") -> None:
+        self.prefix = prefix
+        self.count = 0
+
+    def __call__(self) -> str:
+        self.count += 1
+        return f"{self.prefix}-{self.count}"
 
 
 class MemoryCacheBackend:

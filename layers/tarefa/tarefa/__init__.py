@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from tarefa.backoff import DEFAULT_LADDER
     from tarefa.cache import cache_family
     from tarefa.context import JobContext
-    from tarefa.errors import PermanentJobError, RetryableJobError, RetryLater
+    from tarefa.errors import PermanentJobError, Refusal, RetryableJobError, RetryLater
     from tarefa.job import Priority
     from tarefa.jobtypes import JobPolicy, job_type
     from tarefa.ratelimit import Rate
@@ -31,6 +31,7 @@ __all__ = [
     "PermanentJobError",
     "Priority",
     "Rate",
+    "Refusal",
     "RetryLater",
     "RetryableJobError",
     "cache_family",
@@ -42,6 +43,7 @@ _HOME = {
     "cache_family": "tarefa.cache",
     "JobContext": "tarefa.context",
     "PermanentJobError": "tarefa.errors",
+    "Refusal": "tarefa.errors",
     "RetryLater": "tarefa.errors",
     "RetryableJobError": "tarefa.errors",
     "Priority": "tarefa.job",

@@ -283,7 +283,11 @@ def rate_limit(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> 
 
 
 def domain_error(exc: errors.TarefaError) -> Response[str]:
-    status = next((s for cls, s in STATUS_OF.items() if isinstance(exc, cls)), 500)
+    status = (
+        exc.status
+        if isinstance(exc, errors.Refusal)
+        else next((s for cls, s in STATUS_OF.items() if isinstance(exc, cls)), 500)
+    )
     response = error_response(status, exc.code, exc.message, exc.details)
     if status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"

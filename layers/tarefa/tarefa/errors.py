@@ -16,6 +16,14 @@ class TarefaError(Exception):
         self.details = details
 
 
+class Refusal(TarefaError):
+    """A workload's refusal of a request (an invalid state, a taken name, a bad cursor): a
+    subclass names its `code` and `status`, and every route answers it in the error shape."""
+
+    code = "REFUSED"
+    status = 409
+
+
 class JobNotFoundError(TarefaError):
     code = "JOB_NOT_FOUND"
 

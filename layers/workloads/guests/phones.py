@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import os
 
+from tarefa import Refusal
+
 REGION_VARIABLE = "GUESTS_DEFAULT_REGION"
 DEFAULT_REGION = "PT"
 
 
-class InvalidPhoneError(ValueError):
-    pass
+class InvalidPhoneError(Refusal):
+    """A number that is not a phone's: the route's 422 naming the field."""
+
+    code = "VALIDATION_ERROR"
+    status = 422
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("The request is not valid", [{"field": "phone", "message": reason}])
 
 
 def default_region() -> str:

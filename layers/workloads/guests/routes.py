@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -36,9 +34,8 @@ from guests.models import (
     VerifyPhoneRequest,
 )
 from guests.payloads import LoginJob, RegisterJob
-from guests.phones import InvalidPhoneError, normalise
+from guests.phones import normalise
 from guests.service import STATUS_LIFETIME, EventNotFoundError, GuestError
-from guests.store import BadCursorError
 from tarefa import api, cache_family
 from tarefa.ratelimit import Decision, Rate
 
@@ -63,8 +60,6 @@ SESSION_HEADER = "x-guest-session"
 JOB_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 NO_STORE = {"Cache-Control": "no-store"}
 
-Route = Callable[..., Response[str]]
-
 
 class NotConfiguredError(GuestError):
     code = "GUESTS_NOT_CONFIGURED"
@@ -77,27 +72,6 @@ class GuestValidationError(GuestError):
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__("The request is not valid", [{"field": field, "message": message}])
-
-
-def answers_guest_errors(route: Route) -> Route:
-    """The workload's refusals in the engine's error shape."""
-
-    @wraps(route)
-    def answered(*args: Any, **kwargs: Any) -> Response[str]:
-        try:
-            return route(*args, **kwargs)
-        except GuestError as exc:
-            return api.error_response(exc.status, exc.code, str(exc), exc.details)
-        except BadCursorError as exc:
-            return api.error_response(
-                422, "VALIDATION_ERROR", str(exc), [{"field": "cursor", "message": str(exc)}]
-            )
-        except InvalidPhoneError as exc:
-            return api.error_response(
-                422, "VALIDATION_ERROR", "The request is not valid", [{"field": "phone", "message": str(exc)}]
-            )
-
-    return answered
 
 
 def _rate(variable: str, default: str) -> Rate | None:
@@ -172,7 +146,6 @@ def _with_limit_headers(response: Response[str], *decisions: Decision | None) ->
 
 
 @router.post("/events")
-@answers_guest_errors
 def create_event() -> Response[str]:
     who = api.caller(router.current_event)
     request = api.parse_body(router.current_event, EventRequest)
@@ -181,7 +154,6 @@ def create_event() -> Response[str]:
 
 
 @router.patch("/events/<event_id>")
-@answers_guest_errors
 def change_event(event_id: str) -> Response[str]:
     _managed(event_id)
     change = api.parse_body(router.current_event, EventChange)
@@ -191,7 +163,6 @@ def change_event(event_id: str) -> Response[str]:
 
 
 @router.post("/events/<event_id>/check-in")
-@answers_guest_errors
 def check_in(event_id: str) -> Response[str]:
     event = _managed(event_id)
     request = api.parse_body(router.current_event, CheckInRequest)
@@ -200,7 +171,6 @@ def check_in(event_id: str) -> Response[str]:
 
 
 @router.get("/events/<event_id>/metrics")
-@answers_guest_errors
 def event_metrics(event_id: str) -> Response[str]:
     event = _managed(event_id)
     query = api.parse_query(router.current_event, MetricsQuery)
@@ -208,7 +178,6 @@ def event_metrics(event_id: str) -> Response[str]:
 
 
 @router.get("/events/<event_id>/guests")
-@answers_guest_errors
 def event_guests(event_id: str) -> Response[str]:
     _managed(event_id)
     query = api.parse_query(router.current_event, GuestQuery)
@@ -220,7 +189,6 @@ def event_guests(event_id: str) -> Response[str]:
 
 
 @router.get("/public/events/<promoter_slug>/<event_slug>")
-@answers_guest_errors
 def public_event(promoter_slug: str, event_slug: str) -> Response[str]:
     """What a promoter's registration page needs, from the cache."""
     cache = api.cache()
@@ -246,7 +214,6 @@ def public_event(promoter_slug: str, event_slug: str) -> Response[str]:
 
 
 @router.post("/public/guests/verify-phone")
-@answers_guest_errors
 def verify_phone() -> Response[str]:
     """Whether a phone has an account: limited per client address and per phone."""
     event = router.current_event
@@ -321,7 +288,6 @@ def _accepted(event: Event, job_type: str, payload: dict[str, Any]) -> Response[
 
 
 @router.post("/public/guests/register")
-@answers_guest_errors
 def register() -> Response[str]:
     request = api.parse_body(router.current_event, RegisterRequest)
     event, phone, refusal = _prepare(request.event_id, request.promoter_slug, request.phone)
@@ -341,7 +307,6 @@ def register() -> Response[str]:
 
 
 @router.post("/public/guests/login")
-@answers_guest_errors
 def login() -> Response[str]:
     request = api.parse_body(router.current_event, LoginRequest)
     event, phone, refusal = _prepare(request.event_id, request.promoter_slug, request.phone)
@@ -358,7 +323,6 @@ def login() -> Response[str]:
 
 
 @router.get("/public/guests/jobs/<job_id>")
-@answers_guest_errors
 def job_status(job_id: str) -> Response[str]:
     """The job of the submitter who holds its status token; on success, a session and the pass."""
     token = _header(STATUS_HEADER)
@@ -385,7 +349,6 @@ def job_status(job_id: str) -> Response[str]:
 
 
 @router.get("/public/guests/<guest_id>/qr")
-@answers_guest_errors
 def guest_qr(guest_id: str) -> Response[str]:
     """The guest's pass as a QR code (SVG, or PNG with ?format=png), for their own session only."""
     query = api.parse_query(router.current_event, QrQuery)

@@ -47,6 +47,7 @@ from guests.store import (
     SlugTakenError,
     StaleRecordError,
 )
+from tarefa import Refusal
 
 if TYPE_CHECKING:
     from guests.keys import GuestKeys
@@ -91,13 +92,9 @@ class Failures(Protocol):
     def retry_after(self, phone_key: str) -> int: ...
 
 
-class GuestError(Exception):
+class GuestError(Refusal):
     code = "GUEST_ERROR"
     status = 409
-
-    def __init__(self, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.details = details
 
 
 class NotFoundError(GuestError):

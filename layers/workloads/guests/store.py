@@ -35,6 +35,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from guests.models import Client, Event, Guest, Sample, Seats
+from tarefa import Refusal
 
 TABLE_VARIABLE = "GUESTS_TABLE"
 SEAT_SHARDS = 8
@@ -454,8 +455,12 @@ class GuestsStore:
         return guest
 
 
-class BadCursorError(ValueError):
-    pass
+class BadCursorError(Refusal):
+    code = "VALIDATION_ERROR"
+    status = 422
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, [{"field": "cursor", "message": message}])
 
 
 def encode_cursor(event_id: str, shard: int, key: dict[str, Any] | None) -> str:

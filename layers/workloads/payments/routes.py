@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -34,8 +32,7 @@ from payments.models import (
     SubscriptionRequest,
 )
 from payments.provider.signature import InvalidSignatureError, verify_signature
-from payments.service import NotFoundError, PaymentError
-from payments.store import BadCursorError
+from payments.service import NotFoundError
 from tarefa import api
 
 logger = Logger(child=True)
@@ -46,25 +43,6 @@ WEBHOOK = "POST /webhooks/payments"
 api.declare_limit(WEBHOOK, "3000/60")
 GATEWAY = api.as_user("payments:gateway")  # owns the webhook jobs (admins see them)
 SIGNATURE_TOLERANCE_SECONDS = 300
-
-Route = Callable[..., Response[str]]
-
-
-def answers_payment_errors(route: Route) -> Route:
-    """The workload's refusals in the engine's error shape."""
-
-    @wraps(route)
-    def answered(*args: Any, **kwargs: Any) -> Response[str]:
-        try:
-            return route(*args, **kwargs)
-        except PaymentError as exc:
-            return api.error_response(exc.status, exc.code, str(exc), exc.details)
-        except BadCursorError as exc:
-            return api.error_response(
-                422, "VALIDATION_ERROR", str(exc), [{"field": "cursor", "message": str(exc)}]
-            )
-
-    return answered
 
 
 def _visible_payment(payment_id: str) -> Payment:
@@ -87,7 +65,6 @@ def _visible_subscription(subscription_id: str) -> Subscription:
 
 
 @router.post("/payments")
-@answers_payment_errors
 def create_payment() -> Response[str]:
     who = api.caller(router.current_event)
     request = api.parse_body(router.current_event, PaymentRequest)
@@ -107,7 +84,6 @@ def create_payment() -> Response[str]:
 
 
 @router.get("/payments")
-@answers_payment_errors
 def list_payments() -> Response[str]:
     who = api.caller(router.current_event)
     query = api.parse_query(router.current_event, PaymentQuery)
@@ -128,13 +104,11 @@ def list_payments() -> Response[str]:
 
 
 @router.get("/payments/<payment_id>")
-@answers_payment_errors
 def get_payment(payment_id: str) -> Response[str]:
     return api.json_response(200, {"payment": _visible_payment(payment_id).public()})
 
 
 @router.post("/payments/<payment_id>/refund")
-@answers_payment_errors
 def refund_payment(payment_id: str) -> Response[str]:
     who = api.caller(router.current_event)
     request = api.parse_body(router.current_event, RefundRequest, required=False)
@@ -162,7 +136,6 @@ def refund_payment(payment_id: str) -> Response[str]:
 
 
 @router.post("/payments/<payment_id>/retry")
-@answers_payment_errors
 def retry_payment(payment_id: str) -> Response[str]:
     who = api.caller(router.current_event)
     request = api.parse_body(router.current_event, RetryRequest, required=False)
@@ -184,7 +157,6 @@ def retry_payment(payment_id: str) -> Response[str]:
 
 
 @router.post("/subscriptions")
-@answers_payment_errors
 def create_subscription() -> Response[str]:
     who = api.caller(router.current_event)
     request = api.parse_body(router.current_event, SubscriptionRequest)
@@ -219,13 +191,11 @@ def run_renewals() -> Response[str]:
 
 
 @router.get("/subscriptions/<subscription_id>")
-@answers_payment_errors
 def get_subscription(subscription_id: str) -> Response[str]:
     return api.json_response(200, {"subscription": _visible_subscription(subscription_id).public()})
 
 
 @router.post("/subscriptions/<subscription_id>/cancel")
-@answers_payment_errors
 def cancel_subscription(subscription_id: str) -> Response[str]:
     subscription = service().cancel_subscription(_visible_subscription(subscription_id))
     return api.json_response(200, {"subscription": subscription.public()})

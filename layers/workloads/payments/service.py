@@ -43,7 +43,8 @@ from payments.provider.port import (
     PaymentGateway,
     PixCharge,
 )
-from payments.store import OrderExistsError, PaymentsStore, StaleRecordError
+from payments.store import OrderExistsError, PaymentsStore, Record, StaleRecordError
+from tarefa import Refusal
 
 KEY_NAMESPACE = uuid.UUID("6f1c3a52-9d0e-4b7a-a1f4-2c8e5d9b7a10")
 # PIX_VERIFICATION's own ladder: ten polls over about 28 minutes (the seed: every 1-5 minutes,
@@ -66,13 +67,9 @@ def gateway_key(*parts: object) -> str:
     return str(uuid.uuid5(KEY_NAMESPACE, "/".join(str(p) for p in parts)))
 
 
-class PaymentError(Exception):
+class PaymentError(Refusal):
     code = "PAYMENT_ERROR"
     status = 409
-
-    def __init__(self, message: str, details: dict[str, object] | None = None) -> None:
-        super().__init__(message)
-        self.details = details or {}
 
 
 class NotFoundError(PaymentError):
@@ -146,6 +143,26 @@ def apply_report(payment: Payment, report: GatewayPayment, now: datetime) -> Pay
     return payment.model_copy(update=changes)
 
 
+def changed(
+    read: Callable[[], Record],
+    decide: Callable[[Record], Record | None],
+    write: Callable[[Record, int], Record],
+    key: str,
+) -> Record:
+    """Read, decide, write if changed (conditional on the version read); decided again, on a
+    fresh read, when a concurrent write came first."""
+    for _ in range(WRITE_TRIES):
+        current = read()
+        decided = decide(current)
+        if decided is None:
+            return current
+        try:
+            return write(decided, current.version)
+        except StaleRecordError:
+            continue
+    raise StaleRecordError(key)
+
+
 class PaymentService:
     def __init__(
         self,
@@ -165,26 +182,23 @@ class PaymentService:
         return found
 
     def change(self, payment_id: str, decide: Callable[[Payment], Payment | None]) -> Payment:
-        """Read, decide, write if changed; decided again on a concurrent write."""
-        for _ in range(WRITE_TRIES):
-            current = self.payment(payment_id)
-            changed = decide(current)
-            if changed is None:
-                return current
-            try:
-                return self.store.put_payment(changed, current.version)
-            except StaleRecordError:
-                continue
-        raise StaleRecordError(payment_id)
+        return changed(lambda: self.payment(payment_id), decide, self.store.put_payment, payment_id)
 
     # -- HTTP actions --------------------------------------------------------------------------
-    def create(self, owner: str, request: PaymentRequest) -> tuple[Payment, bool]:
+    def create(
+        self,
+        owner: str,
+        request: PaymentRequest,
+        payment_id: str | None = None,
+        subscription_id: str | None = None,
+    ) -> tuple[Payment, bool]:
         """A new payment, or the one this order already made (False). The same orderId with
         another amount, currency or method is refused."""
         now = self.now()
         payment = Payment(
-            payment_id=self.new_id(),
+            payment_id=payment_id or self.new_id(),
             owner=owner,
+            subscription_id=subscription_id,
             order_id=request.order_id,
             amount_cents=request.amount_cents,
             currency=request.currency,
@@ -436,16 +450,9 @@ class PaymentService:
     def change_subscription(
         self, subscription_id: str, decide: Callable[[Subscription], Subscription | None]
     ) -> Subscription:
-        for _ in range(WRITE_TRIES):
-            current = self.subscription(subscription_id)
-            changed = decide(current)
-            if changed is None:
-                return current
-            try:
-                return self.store.put_subscription(changed, current.version)
-            except StaleRecordError:
-                continue
-        raise StaleRecordError(subscription_id)
+        return changed(
+            lambda: self.subscription(subscription_id), decide, self.store.put_subscription, subscription_id
+        )
 
     def cancel_subscription(self, subscription: Subscription) -> Subscription:
         def decide(current: Subscription) -> Subscription | None:
@@ -471,26 +478,8 @@ class PaymentService:
             description=f"{subscription.plan_id} period {period}",
             payer=subscription.payer,
         )
-        now = self.now()
-        payment = Payment(
-            payment_id=gateway_key("renewal-payment", subscription.subscription_id, period, decline),
-            owner=subscription.owner,
-            order_id=order,
-            amount_cents=request.amount_cents,
-            currency=request.currency,
-            method="card",
-            description=request.description,
-            payer=request.payer,
-            card_token=request.card_token,
-            subscription_id=subscription.subscription_id,
-            created_at=now,
-            updated_at=now,
-        )
-        try:
-            self.store.create_payment(payment, request.fingerprint())
-        except OrderExistsError as exists:
-            return self.payment(exists.payment_id)
-        return payment
+        payment_id = gateway_key("renewal-payment", subscription.subscription_id, period, decline)
+        return self.create(subscription.owner, request, payment_id, subscription.subscription_id)[0]
 
     def claim_renewal(self, subscription_id: str, period: int, job_id: str) -> Subscription | None:
         """The subscription, claimed for `job_id`'s renewal of `period`; None when there is

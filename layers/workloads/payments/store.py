@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from payments.models import Payment, Subscription, SubscriptionStatus
+from tarefa import Refusal
 
 RENEW_SHARDS = 8
 TABLE_VARIABLE = "PAYMENTS_TABLE"
@@ -227,8 +228,12 @@ class PaymentsStore:
         return records, (encode_cursor(last) if last else None)
 
 
-class BadCursorError(ValueError):
-    pass
+class BadCursorError(Refusal):
+    code = "VALIDATION_ERROR"
+    status = 422
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, [{"field": "cursor", "message": message}])
 
 
 def encode_cursor(key: dict[str, Any]) -> str:

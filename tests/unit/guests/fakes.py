@@ -8,7 +8,7 @@
   every hash and check, so a test sees which passwords were checked and how often.
 - `FakeFailures`: the failed-login counter (guests.attempts) with a clock: `limit` failures in
   `window` seconds.
-- `Clock` and `Ids`: a clock the test moves and ids that count up.
+- `Clock` and `Ids` (tests/unit/fakes.py): a clock the test moves and ids that count up.
 """
 
 from __future__ import annotations
@@ -30,30 +30,10 @@ from guests.store import (
     StaleRecordError,
 )
 
+from ..fakes import Ids
+
 START = datetime(2026, 7, 1, 20, 0, 0, tzinfo=UTC)
 SECRET = "k" * 48  # a keys secret for the tests
-
-
-class Clock:
-    def __init__(self, start: datetime = START) -> None:
-        self.moment = start
-
-    def __call__(self) -> datetime:
-        return self.moment
-
-    def advance(self, **delta: float) -> datetime:
-        self.moment += timedelta(**delta)
-        return self.moment
-
-
-class Ids:
-    def __init__(self, prefix: str = "id") -> None:
-        self.prefix = prefix
-        self.count = 0
-
-    def __call__(self) -> str:
-        self.count += 1
-        return f"{self.prefix}-{self.count}"
 
 
 class FakeHasher:

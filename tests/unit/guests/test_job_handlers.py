@@ -19,7 +19,8 @@ from tarefa import JobContext, PermanentJobError, RetryableJobError
 from tarefa.context import JobServices
 from tarefa.jobtypes import declared
 
-from .fakes import SECRET, START, Clock, FakeGuestsStore, FakeHasher, fake_service
+from ..fakes import Clock
+from .fakes import SECRET, START, FakeGuestsStore, FakeHasher, fake_service
 
 PASSWORD = "Sup3r-secret-pass"
 PHONE = "+351912345678"
@@ -37,7 +38,7 @@ class RecordingCache:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(START)
 
 
 @pytest.fixture

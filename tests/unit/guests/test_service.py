@@ -30,7 +30,8 @@ from guests.store import SEAT_SHARDS, ContentionError, StaleRecordError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from .fakes import SECRET, START, Clock, FakeFailures, FakeGuestsStore, FakeHasher, Ids, fake_service
+from ..fakes import Clock, Ids
+from .fakes import SECRET, START, FakeFailures, FakeGuestsStore, FakeHasher, fake_service
 
 PASSWORD = "Sup3r-secret-pass"
 KEYS = GuestKeys(SECRET)
@@ -38,7 +39,7 @@ KEYS = GuestKeys(SECRET)
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(START)
 
 
 @pytest.fixture
@@ -368,7 +369,9 @@ def test_check_in_once_and_only_with_a_pass_of_this_event(
     clock.advance(minutes=5)
     with pytest.raises(AlreadyCheckedIn) as again:
         service.check_in(event, token, KEYS)
-    assert again.value.details["checkedInAt"] == START.isoformat() and again.value.status == 409
+    details = again.value.details
+    assert isinstance(details, dict) and details["checkedInAt"] == START.isoformat()
+    assert again.value.status == 409
     assert sum(s.checked_in for s in store.seats(event.event_id)) == 1
 
 

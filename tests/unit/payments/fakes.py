@@ -9,7 +9,7 @@
   key answers what the first call made, and every call is recorded with its key.
 - `FakeJobContext`: a real `JobContext` (attempt, is_last_attempt, job_id, step_key) whose
   enqueue and wake are recorded instead of sent.
-- `Clock` and `Ids`: a clock the test moves and ids that count up.
+- `Clock` and `Ids` (tests/unit/fakes.py): a clock the test moves and ids that count up.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from payments.models import Payment, Subscription, SubscriptionStatus
@@ -48,32 +48,6 @@ if TYPE_CHECKING:
     from payments.store import PaymentsStore
 
 START = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
-
-
-class Clock:
-    """`now` for the service: stands still until the test moves it."""
-
-    def __init__(self, start: datetime = START) -> None:
-        self.moment = start
-
-    def __call__(self) -> datetime:
-        return self.moment
-
-    def advance(self, **delta: float) -> datetime:
-        self.moment += timedelta(**delta)
-        return self.moment
-
-
-class Ids:
-    """`new_id` for the service: id-1, id-2, ..."""
-
-    def __init__(self, prefix: str = "id") -> None:
-        self.prefix = prefix
-        self.count = 0
-
-    def __call__(self) -> str:
-        self.count += 1
-        return f"{self.prefix}-{self.count}"
 
 
 def fake_service(

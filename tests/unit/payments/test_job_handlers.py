@@ -27,32 +27,13 @@ from payments.service import PaymentService
 
 from tarefa import JobContext, PermanentJobError, RetryableJobError, RetryLater
 
-from .fakes import Clock, FakeGateway, FakeJobContext, FakePaymentsStore, Ids, fake_service
+from ..fakes import Clock
+from .fakes import FakeGateway, FakeJobContext, FakePaymentsStore
 
 OWNER = "user-1"
 PAYER = Payer(email="maria@example.com")
 VERIFY_LADDER = (60, 60, 120, 120, 180, 240, 300, 300, 300)  # PIX_VERIFICATION's seconds
 VERIFY_POLLS = 10
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store() -> FakePaymentsStore:
-    return FakePaymentsStore()
-
-
-@pytest.fixture
-def service(store: FakePaymentsStore, clock: Clock) -> PaymentService:
-    return fake_service(store, clock, Ids("pay"))
-
-
-@pytest.fixture
-def gateway() -> FakeGateway:
-    return FakeGateway()
 
 
 @pytest.fixture(autouse=True)

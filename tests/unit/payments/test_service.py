@@ -34,31 +34,12 @@ from payments.store import BadCursorError, PaymentsStore, StaleRecordError
 
 from tarefa import PermanentJobError, RetryableJobError
 
-from .fakes import START, Clock, FakeGateway, FakePaymentsStore, Ids, fake_service
+from ..fakes import Clock
+from .fakes import START, FakeGateway, FakePaymentsStore, fake_service
 
 OWNER = "user-1"
 PAYER = Payer(email="maria@example.com")
 AMOUNT = 10_000
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store() -> FakePaymentsStore:
-    return FakePaymentsStore()
-
-
-@pytest.fixture
-def service(store: FakePaymentsStore, clock: Clock) -> PaymentService:
-    return fake_service(store, clock, Ids("pay"))
-
-
-@pytest.fixture
-def gateway() -> FakeGateway:
-    return FakeGateway()
 
 
 def card_request(order: str = "order-1", amount: int = AMOUNT, **fields: Any) -> PaymentRequest:
@@ -501,7 +482,7 @@ def test_each_generation_is_charged_with_a_key_of_its_own(
     ]
     assert [c.request.card_token for c in charges] == ["tok-1", "tok-2"]
     # the same generation's key is the same in another service (nothing random in it)
-    other = fake_service(FakePaymentsStore(), Clock(), lambda: created.payment_id)
+    other = fake_service(FakePaymentsStore(), Clock(START), lambda: created.payment_id)
     other.create(OWNER, card_request())
     again = FakeGateway()
     other.charge(created.payment_id, 0, again, "job-9", None)
