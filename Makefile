@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test unit integration infra e2e check lint typecheck bench bench-payments bench-local chaos fuzz build clean
+.PHONY: install run test unit integration infra e2e check lint typecheck bench bench-payments bench-guests bench-local load chaos fuzz build clean
 
 # What the tests take from the machine, found on the PATH: Chromium and its ChromeDriver (the
 # dashboard tests) and redis-server (the Redis-backed tests; `.[dev]` brings one into the venv on
@@ -81,6 +81,26 @@ check: lint typecheck
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/payments_bench.py $(PAYMENTS_BENCH_ARGS)
+	$(BIN)/python bench/guests_bench.py
+
+# The guests workload's cost (bench/guests_bench.py): AWS requests and $ per 1,000 registrations
+# and logins on moto, bcrypt at its real cost: "guests" -> "cost" in bench/results.json.
+bench-guests: $(STAMP)
+	$(BIN)/python bench/guests_bench.py
+
+# Seed 004's load tests with Locust (installed here on first use: pip install -e '.[load]')
+# against a fresh `tarefa local`: 100, 300 and 500 guests at once doing phone check -> register
+# or log in -> poll until the pass; "guests" -> "load" in bench/results.json. Each simulated
+# guest has a loopback address of its own (the per-address limit is not raised). Reports; never
+# fails. LOAD_TESTS=100 runs one; STACK_ARGS="--api-concurrency 8" passes flags to the stack.
+LOAD_TESTS ?= 100,300,500
+STACK_ARGS ?=
+LOAD_STAMP := $(VENV)/.load-installed
+$(LOAD_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[load]'
+	@touch $(LOAD_STAMP)
+load: $(LOAD_STAMP)
+	$(BIN)/python bench/guests_load.py --tests $(LOAD_TESTS) --stack-args "$(STACK_ARGS)"
 
 # Enqueue bursts over HTTP against `tarefa local` (200 jobs with 1, 4 and 16 clients, then 500
 # guests at once); merged into bench/results.json as "local_api" -> "after". Never fails.

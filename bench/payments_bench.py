@@ -879,7 +879,8 @@ def pix_scenario(count: int, polls: int, round_size: int = ROUND_SIZE) -> dict[s
     return figures
 
 
-def summarise(meter: Meter, count: int, log_bytes: int) -> dict[str, Any]:
+def summarise(meter: Meter, count: int, log_bytes: int, unit: str = "payment") -> dict[str, Any]:
+    """The meter's figures per `unit` (a payment; bench/guests_bench.py: a registration)."""
     per = 1 / count
     invocations: Counter[str] = Counter(i.function for i in meter.invocations)
     by_source: dict[str, list[Invocation]] = defaultdict(list)
@@ -918,24 +919,24 @@ def summarise(meter: Meter, count: int, log_bytes: int) -> dict[str, Any]:
     gateway_100ms = worker_gateway_calls * 0.1 * worker_gb * price("lambda_gb_second_arm64") * 1e6
     secrets_uncached_usd = uncached * per * price("secretsmanager_api_call") * 1e6
     return {
-        "usd_per_million_payments": round(sum(per_million.values()), 2),
+        f"usd_per_million_{unit}s": round(sum(per_million.values()), 2),
         "usd_breakdown_per_million": per_million,
-        "aws_requests_per_payment": {
+        f"aws_requests_per_{unit}": {
             **{k: round(v * per, 3) for k, v in sorted(meter.calls.items())},
             "secretsmanager GetSecretValue (amortised)": round(amortised, 6),
         },
-        "aws_requests_per_payment_total": round(sum(meter.calls.values()) * per + amortised, 2),
+        f"aws_requests_per_{unit}_total": round(sum(meter.calls.values()) * per + amortised, 2),
         "failed_requests": dict(meter.failed_calls),
-        "idle_receives_per_payment": {k: round(v * per, 3) for k, v in sorted(meter.idle.items())},
+        f"idle_receives_per_{unit}": {k: round(v * per, 3) for k, v in sorted(meter.idle.items())},
         "emulator_calls_not_billed": dict(sorted(meter.emulation.items())),
-        "sqs_billed_requests_per_payment": round(meter.sqs_billed * per, 3),
-        "dynamodb_wru_per_payment": {k: round(v * per, 3) for k, v in sorted(meter.wru.items())},
-        "dynamodb_index_wru_per_payment": {k: round(v * per, 3) for k, v in sorted(meter.index_wru.items())},
-        "dynamodb_rru_per_payment": {k: round(v * per, 3) for k, v in sorted(meter.rru.items())},
-        "lambda_invocations_per_payment": {k: round(v * per, 3) for k, v in sorted(invocations.items())},
+        f"sqs_billed_requests_per_{unit}": round(meter.sqs_billed * per, 3),
+        f"dynamodb_wru_per_{unit}": {k: round(v * per, 3) for k, v in sorted(meter.wru.items())},
+        f"dynamodb_index_wru_per_{unit}": {k: round(v * per, 3) for k, v in sorted(meter.index_wru.items())},
+        f"dynamodb_rru_per_{unit}": {k: round(v * per, 3) for k, v in sorted(meter.rru.items())},
+        f"lambda_invocations_per_{unit}": {k: round(v * per, 3) for k, v in sorted(invocations.items())},
         "lambda_invocations_by_source": {
             k: {
-                "per_payment": round(len(v) * per, 3),
+                f"per_{unit}": round(len(v) * per, 3),
                 "records_per_batch": round(statistics.mean(i.records for i in v), 2)
                 if v[0].records
                 else None,
@@ -943,26 +944,26 @@ def summarise(meter: Meter, count: int, log_bytes: int) -> dict[str, Any]:
             }
             for k, v in sorted(by_source.items())
         },
-        "lambda_gb_seconds_per_payment": {k: round(v * per, 5) for k, v in sorted(gb_seconds.items())},
-        "lambda_ms_per_payment": split_ms(meter.invocations, per),
-        "api_gateway_requests_per_payment": round(http_requests * per, 3),
+        f"lambda_gb_seconds_per_{unit}": {k: round(v * per, 5) for k, v in sorted(gb_seconds.items())},
+        f"lambda_ms_per_{unit}": split_ms(meter.invocations, per),
+        f"api_gateway_requests_per_{unit}": round(http_requests * per, 3),
         "secrets_manager": {
-            "lookups_per_payment_uncached": round(uncached * per, 3),
+            f"lookups_per_{unit}_uncached": round(uncached * per, 3),
             "uncached_usd_per_million": round(secrets_uncached_usd, 3),
-            "amortised_reads_per_payment": round(amortised, 6),
-            "amortised_at_payments_per_minute": AMORTISE_AT_PER_MINUTE,
+            f"amortised_reads_per_{unit}": round(amortised, 6),
+            f"amortised_at_{unit}s_per_minute": AMORTISE_AT_PER_MINUTE,
             "environments_assumed": environments,
             "how": "each environment of a function that reads the secret reads it once per "
             f"{SECRET_CACHE_SECONDS} s; environments = ceil(rate x the function's measured busy "
-            "seconds per payment), at least 1. Uncached: every invocation that looks it up reads it.",
+            f"seconds per {unit}), at least 1. Uncached: every invocation that looks it up reads it.",
         },
-        "gateway_calls_per_payment": {k: round(v * per, 3) for k, v in sorted(meter.gateway_calls.items())},
+        f"gateway_calls_per_{unit}": {k: round(v * per, 3) for k, v in sorted(meter.gateway_calls.items())},
         "gateway_sandbox_median_ms": round(statistics.median(meter.gateway_ms), 2)
         if meter.gateway_ms
         else None,
-        "gateway_sandbox_ms_per_payment": round(sum(meter.gateway_ms) * per, 2),
+        f"gateway_sandbox_ms_per_{unit}": round(sum(meter.gateway_ms) * per, 2),
         "usd_per_million_per_100ms_gateway_latency": round(gateway_100ms, 3),
-        "log_bytes_per_payment": round(log_total * per, 1),
+        f"log_bytes_per_{unit}": round(log_total * per, 1),
     }
 
 

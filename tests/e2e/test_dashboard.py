@@ -333,3 +333,59 @@ def test_the_job_list_pages_with_the_cursor(stack: RunningStack, browser: Any) -
     assert not set(first) & set(second)
     click(browser, "#prev")
     wait.until(lambda _: text(browser, "#page-info").startswith("Page 1 ") and ids() == first)
+
+
+def test_an_organiser_reads_their_event_s_figures_on_the_dashboard(stack: RunningStack, browser: Any) -> None:
+    """A workload's panel (tarefa.panels): the guests workload's events and an event's metrics."""
+    from selenium.webdriver.common.by import By
+
+    erin = stack.token("erin")
+    body = {
+        "slug": "festa-painel",
+        "name": "Festa do Painel",
+        "startsAt": "2026-07-01T22:00:00+01:00",
+        "capacity": 40,
+        "promoters": [{"slug": "rita", "name": "Rita", "team": "Equipa B"}],
+    }
+    status, created = stack.request("POST", "/events", body, erin)
+    assert status == 201, created
+    event_id = created["event"]["eventId"]
+    registration = {
+        "eventId": event_id,
+        "promoterSlug": "rita",
+        "phone": "+351936000111",
+        "firstName": "Ana",
+        "lastName": "Lopes",
+        "password": "Painel-pass-1",
+    }
+    status, accepted = stack.request("POST", "/public/guests/register", registration)
+    assert status == 202, accepted
+    done = wait_for(browser, 60).until(
+        lambda _: (
+            (job := stack.request("GET", f"/jobs/{accepted['jobId']}", token=erin)[1])["status"]
+            in ("COMPLETED", "FAILED")
+            and job
+        ),
+        "the registration never finished",
+    )
+    assert done["status"] == "COMPLETED" and done["result"]["success"] is True, done
+
+    # Given the dashboard with the organiser's token
+    open_dashboard(stack, browser, erin)
+    # Then the Events panel lists the event and shows its figures: one guest, brought by Rita
+    panel = '.workload-panel[data-panel="Events"]'
+    wait_for(browser).until(lambda _: event_id in text(browser, panel), "the event is not listed")
+    wait_for(browser).until(
+        lambda _: "per promoter > rita" in text(browser, panel).lower(), text(browser, panel)
+    )
+    figures = {
+        dt.text.lower(): dd.text
+        for dt, dd in zip(
+            browser.find_elements(By.CSS_SELECTOR, f"{panel} dl.facts dt"),
+            browser.find_elements(By.CSS_SELECTOR, f"{panel} dl.facts dd"),
+            strict=True,
+        )
+    }
+    assert figures["guests > total"] == "1" and figures["guests > per promoter > rita"] == "1", figures
+    assert figures["jobs > success rate"] == "100.0%", figures
+    assert not shown(browser, "#error"), text(browser, "#error")

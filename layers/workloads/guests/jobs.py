@@ -23,6 +23,7 @@ from aws_lambda_powertools import Logger
 from guests.keys import SECRET_NAME, GuestKeys
 from guests.payloads import LoginJob, RegisterJob
 from tarefa import JobContext, JobPolicy, PermanentJobError, Priority, RetryableJobError, job_type
+from tarefa.panels import Panel, declare_panel
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -31,6 +32,19 @@ if TYPE_CHECKING:
     from guests.service import Failures, GuestService, Outcome
 
 logger = Logger(child=True)
+
+# The organiser's figures on the operators' dashboard: their events, and an event's metrics.
+declare_panel(
+    Panel(
+        title="Events",
+        items="events",
+        item_id="eventId",
+        item_label="name",
+        detail="events/{eventId}/metrics",
+        note="Your events (an admin's own): registrations per minute, queue wait and processing p95, "
+        "success rate, guests so far and per promoter, over the last hour.",
+    )
+)
 
 # Interactive: the guest is polling. Two quick retries for the system's troubles, then FAILED.
 REGISTER_POLICY = JobPolicy(

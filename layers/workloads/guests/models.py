@@ -224,6 +224,16 @@ class GuestQuery(Camel):
     limit: int = Field(50, ge=1, le=200)
 
 
+class EventQuery(Camel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    cursor: str | None = Field(None, max_length=2048)
+    limit: int = Field(25, ge=1, le=100)
+    organiser: str | None = Field(
+        None, min_length=1, max_length=256, description="an admin's choice of organiser; others see their own"
+    )
+
+
 class MetricsQuery(Camel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 

@@ -8,6 +8,7 @@ from guests.models import (
     Accepted,
     CheckInRequest,
     EventChange,
+    EventQuery,
     EventRequest,
     GuestQuery,
     LoginRequest,
@@ -22,6 +23,11 @@ from tarefa.openapi import RouteDoc
 
 class EventBody(BaseModel):
     event: dict[str, object]
+
+
+class EventPage(BaseModel):
+    items: list[dict[str, object]]
+    cursor: str | None
 
 
 class PublicPromoter(BaseModel):
@@ -68,6 +74,7 @@ class EventMetrics(BaseModel):
 
 ROUTES = [
     RouteDoc("POST", "/events", "Create an event (you become its organiser) with its promoters' links /promotor/<promoter>/<event>; a link another event has: 409 SLUG_TAKEN", 201, EventBody, EventRequest, errors=(401, 409, 422), tag="guests"),
+    RouteDoc("GET", "/events", "Your events as organiser, the latest start first, paged (cursor); an admin may pass organiser=<user id>, anyone else: 403", 200, EventPage, query=EventQuery, errors=(401, 403, 422), tag="guests"),
     RouteDoc("PATCH", "/events/{eventId}", "Open or close registration, change the capacity (organiser or admin)", 200, EventBody, EventChange, errors=(401, 404, 422, 503), tag="guests"),
     RouteDoc("POST", "/events/{eventId}/check-in", "Admit a pass at the door: once (409 ALREADY_CHECKED_IN with checkedInAt); another event's or a forged pass: 403 INVALID_PASS", 200, CheckedIn, CheckInRequest, errors=(401, 403, 404, 409, 422, 503), tag="guests"),
     RouteDoc("GET", "/events/{eventId}/metrics", "Registrations per minute, queue wait and processing p95, success rate, guests so far and per promoter", 200, EventMetrics, query=MetricsQuery, errors=(401, 404, 422), tag="guests"),

@@ -24,6 +24,7 @@ from guests.models import (
     CheckInRequest,
     Event,
     EventChange,
+    EventQuery,
     EventRequest,
     GuestQuery,
     LoginRequest,
@@ -151,6 +152,19 @@ def create_event() -> Response[str]:
     request = api.parse_body(router.current_event, EventRequest)
     event = service().create_event(who.user_id, request)
     return api.json_response(201, {"event": event.public()})
+
+
+@router.get("/events")
+def list_events() -> Response[str]:
+    """The caller's events as organiser, the latest start first; an admin may name another
+    organiser (`?organiser=`)."""
+    who = api.caller(router.current_event)
+    query = api.parse_query(router.current_event, EventQuery)
+    organiser = query.organiser or who.user_id
+    if organiser != who.user_id:
+        api.admin(router.current_event)  # 403 unless an admin
+    items, cursor = service().store.events_of(organiser, query.cursor, query.limit)
+    return api.json_response(200, {"items": [e.public() for e in items], "cursor": cursor})
 
 
 @router.patch("/events/<event_id>")

@@ -333,6 +333,23 @@ class GuestsStore:
             return found, None
         return found, encode_cursor(event_id, shard, start)
 
+    def events_of(self, organiser: str, cursor: str | None, limit: int) -> tuple[list[Event], str | None]:
+        """One page of an organiser's events, the latest start first."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "ByEventShard",
+            "KeyConditionExpression": "eventShard = :o",
+            "ExpressionAttributeValues": {":o": {"S": f"organiser#{organiser}"}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            kwargs["ExclusiveStartKey"] = decode_events_cursor(cursor, organiser)
+        page = self.client.query(**kwargs)
+        events = [Event.model_validate_json(item["doc"]["S"]) for item in page.get("Items", [])]
+        last = page.get("LastEvaluatedKey")
+        return events, encode_events_cursor(organiser, last) if last else None
+
     # -- status tokens -----------------------------------------------------------------------------
     def put_status(self, job_id: str, token_hash: str, expires_at: int) -> None:
         self.client.put_item(
@@ -398,6 +415,9 @@ class GuestsStore:
     def _event_item(event: Event) -> dict[str, Any]:
         return {
             "pk": {"S": f"event#{event.event_id}"},
+            # an organiser's events, newest start first (GET /events): an organiser has few
+            "eventShard": {"S": f"organiser#{event.organiser}"},
+            "sortKey": {"S": f"{stamp(event.starts_at)}#{event.event_id}"},
             "organiser": {"S": event.organiser},
             "version": {"N": str(event.version)},
             "doc": {"S": _doc(event)},
@@ -483,5 +503,24 @@ def decode_cursor(cursor: str, event_id: str) -> tuple[int, dict[str, Any] | Non
         if not isinstance(key, dict) or key.get("eventShard", {}).get("S") != f"guests#{event_id}#{shard}":
             raise ValueError
         return shard, {k: {"S": str(v["S"])} for k, v in key.items()}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise BadCursorError("cursor is not one this listing gave") from None
+
+
+def encode_events_cursor(organiser: str, key: dict[str, Any]) -> str:
+    body = {"o": organiser, "k": {k: v["S"] for k, v in key.items()}}
+    return base64.urlsafe_b64encode(json.dumps(body, separators=(",", ":")).encode()).decode()
+
+
+def decode_events_cursor(cursor: str, organiser: str) -> dict[str, Any]:
+    """Where a page of events starts, refused unless the cursor is one of this organiser's."""
+    try:
+        body = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        key = body["k"]
+        if body["o"] != organiser or not isinstance(key, dict):
+            raise ValueError
+        if set(key) != {"pk", "eventShard", "sortKey"} or key["eventShard"] != f"organiser#{organiser}":
+            raise ValueError
+        return {k: {"S": str(v)} for k, v in key.items()}
     except (ValueError, TypeError, KeyError, AttributeError):
         raise BadCursorError("cursor is not one this listing gave") from None

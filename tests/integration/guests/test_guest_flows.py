@@ -277,6 +277,29 @@ def test_organisers_see_and_manage_only_their_own_events(guests: Guests) -> None
     assert guests.check_in(event_id, result["pass"]["token"], ADMIN).status == 200
 
 
+def test_an_organiser_lists_their_own_events_latest_first_in_pages(guests: Guests) -> None:
+    made = [guests.create_event(f"festa-{n}", startsAt=f"2026-0{n}-01T22:00:00+01:00") for n in range(1, 6)]
+    guests.create_event("festa-do-bob", claims=BOB)
+    seen, cursor = [], None
+    while True:
+        query = "?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        answer = guests.app.api("GET", f"/events{query}", claims=ALICE)
+        assert answer.status == 200 and len(answer.body["items"]) <= 2, answer.body
+        seen += [e["eventId"] for e in answer.body["items"]]
+        cursor = answer.body["cursor"]
+        if not cursor:
+            break
+    assert seen == [e["eventId"] for e in reversed(made)]  # the latest start first, none of Bob's
+    listed = guests.app.api("GET", "/events", claims=BOB).body["items"]
+    assert [e["slug"] for e in listed] == ["festa-do-bob"]
+    # Alice's cursor is no page of Bob's; another organiser's list is for admins only
+    first = guests.app.api("GET", "/events?limit=1", claims=ALICE).body["cursor"]
+    assert guests.app.api("GET", f"/events?cursor={first}", claims=BOB).status == 422
+    assert guests.app.api("GET", "/events?organiser=alice", claims=BOB).status == 403
+    assert len(guests.app.api("GET", "/events?organiser=alice", claims=ADMIN).body["items"]) == 5
+    assert guests.app.api("GET", "/events").status == 401
+
+
 def test_the_guest_list_pages_over_the_shards_and_refuses_foreign_cursors(guests: Guests) -> None:
     event = guests.create_event()
     names = ["Ana", "Bia", "Caio", "Duda", "Enzo"]
