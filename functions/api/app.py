@@ -127,6 +127,76 @@ def retry_job(job_id: str) -> Response[str]:
     return json_response(202, container().jobs.retry(caller(), job_id).public())
 
 
+# -- bulk operations and user schedules (tarefa/bulk.py, tarefa/schedules.py) ---------------------
+@app.post("/jobs/bulk/cancel")
+def bulk_cancel() -> Response[str]:
+    return _bulk("cancel")
+
+
+@app.post("/jobs/bulk/retry")
+def bulk_retry() -> Response[str]:
+    return _bulk("retry")
+
+
+def _bulk(action: str) -> Response[str]:
+    from tarefa.bulk import BulkAction, BulkRequest
+
+    who = caller()
+    request = parse_body(BulkRequest, required=False)
+    answer = container().bulk.start(who, BulkAction(action), request)
+    return json_response(200 if request.dry_run else 202, answer)
+
+
+@app.get("/jobs/bulk/<operation_id>")
+def bulk_operation(operation_id: str) -> Response[str]:
+    from tarefa.schedules import OwnerQuery
+
+    who = caller()
+    return json_response(200, container().bulk.read(who, operation_id, parse_query(OwnerQuery).owner))
+
+
+@app.post("/schedules")
+def create_schedule() -> Response[str]:
+    from tarefa.schedules import CreateScheduleRequest
+
+    who = caller()
+    return json_response(201, container().schedules.create(who, parse_body(CreateScheduleRequest)))
+
+
+@app.get("/schedules")
+def list_schedules() -> Response[str]:
+    from tarefa.schedules import ScheduleListRequest
+
+    who = caller()
+    return json_response(200, container().schedules.list(who, parse_query(ScheduleListRequest)))
+
+
+@app.get("/schedules/<name>")
+def get_schedule(name: str) -> Response[str]:
+    from tarefa.schedules import OwnerQuery
+
+    who = caller()
+    return json_response(200, container().schedules.get(who, name, parse_query(OwnerQuery).owner))
+
+
+@app.patch("/schedules/<name>")
+def patch_schedule(name: str) -> Response[str]:
+    from tarefa.schedules import OwnerQuery, PatchScheduleRequest
+
+    who = caller()
+    request = parse_body(PatchScheduleRequest)
+    return json_response(200, container().schedules.patch(who, name, request, parse_query(OwnerQuery).owner))
+
+
+@app.delete("/schedules/<name>")
+def delete_schedule(name: str) -> Response[str]:
+    from tarefa.schedules import OwnerQuery
+
+    who = caller()
+    container().schedules.delete(who, name, parse_query(OwnerQuery).owner)
+    return Response(204, "application/json", "")
+
+
 @app.post("/maintenance/cleanup")
 def cleanup() -> Response[str]:
     admin()
@@ -143,6 +213,64 @@ def recover() -> Response[str]:
 
     request = parse_body(RecoverRequest, required=False)
     return json_response(200, {"recovered": container().maintenance.recover(request.stuck_after_seconds)})
+
+
+# -- webhook subscriptions, their delivery log and test event (tarefa/webhooks.py) ----------------
+# Each test event is an outbound request: limited per user, so the API is nobody's amplifier
+# (TAREFA_RATE_LIMITS overrides both).
+api.declare_limit("POST /webhooks/{subscriptionId}/test", "10/60")
+api.declare_limit("POST /webhooks", "30/60")
+
+
+@app.post("/webhooks")
+def create_webhook() -> Response[str]:
+    from tarefa.webhooks import CreateSubscriptionRequest
+
+    who = caller()
+    c = container()
+    subscription, secret = c.webhooks.create(who, parse_body(CreateSubscriptionRequest))
+    return json_response(201, {**subscription.public(c.now()), "secret": secret})  # shown this once
+
+
+@app.get("/webhooks")
+def list_webhooks() -> Response[str]:
+    from tarefa.webhooks import PageRequest
+
+    who = caller()
+    return json_response(200, container().webhooks.listing(who, parse_query(PageRequest)))
+
+
+@app.get("/webhooks/<subscription_id>")
+def get_webhook(subscription_id: str) -> Response[str]:
+    c = container()
+    return json_response(200, c.webhooks.get(caller(), subscription_id).public(c.now()))
+
+
+@app.delete("/webhooks/<subscription_id>")
+def delete_webhook(subscription_id: str) -> Response[str]:
+    container().webhooks.delete(caller(), subscription_id)
+    return Response(204, "application/json", "")
+
+
+@app.post("/webhooks/<subscription_id>/rotate-secret")
+def rotate_webhook_secret(subscription_id: str) -> Response[str]:
+    c = container()
+    subscription, secret = c.webhooks.rotate(caller(), subscription_id)
+    return json_response(200, {**subscription.public(c.now()), "secret": secret})  # shown this once
+
+
+@app.get("/webhooks/<subscription_id>/deliveries")
+def list_webhook_deliveries(subscription_id: str) -> Response[str]:
+    from tarefa.webhooks import PageRequest
+
+    who = caller()
+    return json_response(200, container().webhooks.deliveries(who, subscription_id, parse_query(PageRequest)))
+
+
+@app.post("/webhooks/<subscription_id>/test")
+def test_webhook(subscription_id: str) -> Response[str]:
+    delivery = container().webhooks.test(caller(), subscription_id)
+    return json_response(202, {"deliveryId": delivery.id, "jobId": delivery.job_id, "event": delivery.event})
 
 
 # -- documentation ---------------------------------------------------------------------------------
@@ -187,8 +315,9 @@ def docs_page() -> Response[str]:
 def dashboard_page() -> Response[str]:
     """A static page with no data: it asks for a token and calls the API with it."""
     from tarefa.dashboard import PAGE
+    from tarefa.panels import with_panels  # the workloads' panels (tarefa.panels)
 
-    return Response(200, "text/html; charset=utf-8", PAGE, PAGE_HEADERS)
+    return Response(200, "text/html; charset=utf-8", with_panels(PAGE), PAGE_HEADERS)
 
 
 # -- queues (admin) -------------------------------------------------------------------------------

@@ -284,6 +284,69 @@ class TarefaClient:
             self.sleep(min(interval, left))
             interval = min(interval * 2, max_interval)
 
+    # -- schedules and bulk operations ---------------------------------------------------------
+    def schedules(self, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """Your schedules (everyone's for admins): {items, nextCursor}."""
+        answer: dict[str, Any] = self._call("GET", "/schedules", query={"limit": limit, "cursor": cursor})
+        return answer
+
+    def schedule(self, name: str) -> dict[str, Any]:
+        answer: dict[str, Any] = self._call("GET", f"/schedules/{_segment(name)}")
+        return answer
+
+    def create_schedule(
+        self,
+        name: str,
+        job_type: str,
+        payload: Any = None,
+        *,
+        cron: str | None = None,
+        rate: str | None = None,
+        timezone: str | None = None,
+        enabled: bool = True,
+    ) -> dict[str, Any]:
+        """`cron` or `rate` in EventBridge Scheduler's syntax: cron(0 3 * * ? *), rate(5 minutes)."""
+        body = {"name": name, "type": job_type, "payload": payload, "cron": cron, "rate": rate}
+        body.update(timezone=timezone, enabled=enabled)
+        answer: dict[str, Any] = self._call(
+            "POST", "/schedules", {k: v for k, v in body.items() if v is not None}
+        )
+        return answer
+
+    def update_schedule(self, name: str, **changes: Any) -> dict[str, Any]:
+        """PATCH: any of payload, cron, rate, timezone, enabled."""
+        answer: dict[str, Any] = self._call("PATCH", f"/schedules/{_segment(name)}", changes)
+        return answer
+
+    def delete_schedule(self, name: str) -> None:
+        self._call("DELETE", f"/schedules/{_segment(name)}", expect=(204,))
+
+    def bulk(
+        self,
+        action: str,
+        status: str | None = None,
+        job_type: str | None = None,
+        created_after: str | None = None,
+        created_before: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Cancel or retry every job that matches: {matched} for a dry run, else {operationId}."""
+        body = {
+            "status": status,
+            "type": job_type,
+            "createdAfter": created_after,
+            "createdBefore": created_before,
+            "dryRun": dry_run or None,
+        }
+        path = f"/jobs/bulk/{_segment(action)}"
+        answer: dict[str, Any] = self._call("POST", path, {k: v for k, v in body.items() if v is not None})
+        return answer
+
+    def bulk_operation(self, operation_id: str) -> dict[str, Any]:
+        """{status, matched, processed, failed} of a bulk operation."""
+        answer: dict[str, Any] = self._call("GET", f"/jobs/bulk/{_segment(operation_id)}")
+        return answer
+
     # -- operations (admin) ----------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         answer: dict[str, Any] = self._call("GET", "/health", expect=(200, 503))

@@ -44,6 +44,8 @@ COMMANDS = (
     "resume",
     "dlq",
     "watch",
+    "schedules",
+    "bulk",
 )
 
 
@@ -102,11 +104,47 @@ def add_commands(commands: Any) -> None:
         if name == "redrive":
             action.add_argument("--all", action="store_true", help="every message in the DLQ")
 
+    _add_schedule_and_bulk_commands(commands, common)
+
     watch = commands.add_parser("watch", parents=[common], help="live view of queues and recent jobs")
     watch.add_argument("--interval", type=float, default=2.0)
     watch.add_argument(
         "--count", type=int, default=0, help="refreshes before exiting (default: until Ctrl-C)"
     )
+
+
+def _add_schedule_and_bulk_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    schedules = commands.add_parser("schedules", help="recurring jobs (EventBridge Scheduler on AWS)")
+    verbs = schedules.add_subparsers(dest="schedules_command", required=True)
+    schedule_list = verbs.add_parser("list", parents=[common], help="your schedules (everyone's for admins)")
+    schedule_list.add_argument("--limit", type=int, default=20)
+    schedule_list.add_argument("--cursor")
+    for name in ("get", "delete", "enable", "disable"):
+        verb = verbs.add_parser(name, parents=[common], help=f"{name} a schedule")
+        verb.add_argument("name")
+    create = verbs.add_parser("create", parents=[common], help="a job of TYPE on cron(...) or rate(...)")
+    create.add_argument("name")
+    create.add_argument("type", help="job type, e.g. system.echo")
+    create.add_argument("--payload", default="null", help="the payload as JSON (default null)")
+    when = create.add_mutually_exclusive_group(required=True)
+    when.add_argument("--cron", help="e.g. 'cron(0 3 * * ? *)' (6 fields, one of the day fields ?)")
+    when.add_argument("--rate", help="e.g. 'rate(5 minutes)'")
+    create.add_argument("--timezone", help="an IANA name (default UTC), e.g. America/Sao_Paulo")
+    create.add_argument("--disabled", action="store_true", help="create it without firing")
+
+    bulk = commands.add_parser("bulk", help="cancel or retry every job that matches a filter")
+    bulk_verbs = bulk.add_subparsers(dest="bulk_command", required=True)
+    for name in ("cancel", "retry"):
+        verb = bulk_verbs.add_parser(
+            name, parents=[common], help=f"{name} your matching jobs (all for admins)"
+        )
+        verb.add_argument("--status", type=str.upper)
+        verb.add_argument("--type", dest="job_type")
+        verb.add_argument("--created-after", help="ISO-8601 with a zone")
+        verb.add_argument("--created-before", help="ISO-8601 with a zone")
+        verb.add_argument("--dry-run", action="store_true", help="count only; change nothing")
+    bulk_status = bulk_verbs.add_parser("status", parents=[common], help="a bulk operation's progress")
+    bulk_status.add_argument("operation_id")
 
 
 def run(args: argparse.Namespace, state_dir: Path, out: Any = None, err: Any = None) -> int:
@@ -308,6 +346,90 @@ def _watch(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: An
         time.sleep(args.interval)
 
 
+def _schedules(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: Any) -> int:
+    verb = args.schedules_command
+    if verb == "list":
+        page = client.schedules(args.limit, args.cursor)
+        if args.json:
+            print(json.dumps(page), file=out)
+            return 0
+        rows = [("NAME", "TYPE", "WHEN", "ENABLED", "NEXT RUN", "LAST RUN")]
+        for s in page["items"]:
+            name = f"{s['owner']}/{s['name']}" if "owner" in s else s["name"]
+            when = s.get("cron") or s.get("rate") or ""
+            rows.append(
+                (
+                    name,
+                    s["type"],
+                    when,
+                    "yes" if s["enabled"] else "no",
+                    s["nextRunAt"] or "-",
+                    s["lastRunAt"] or "-",
+                )
+            )
+        widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), file=out)
+        if page.get("nextCursor"):
+            print(f"more: --cursor {page['nextCursor']}", file=out)
+        return 0
+    if verb == "create":
+        try:
+            payload = json.loads(args.payload)
+        except ValueError as exc:
+            raise ValueError(f"--payload is not JSON: {exc}") from None
+        found = client.create_schedule(
+            args.name,
+            args.type,
+            payload,
+            cron=args.cron,
+            rate=args.rate,
+            timezone=args.timezone,
+            enabled=not args.disabled,
+        )
+    elif verb == "delete":
+        client.delete_schedule(args.name)
+        print(json.dumps({"deleted": args.name}) if args.json else f"Deleted schedule {args.name}", file=out)
+        return 0
+    elif verb in ("enable", "disable"):
+        found = client.update_schedule(args.name, enabled=verb == "enable")
+    else:
+        found = client.schedule(args.name)
+    if args.json:
+        print(json.dumps(found), file=out)
+    else:
+        when = found.get("cron") or found.get("rate")
+        state = "enabled" if found["enabled"] else "disabled"
+        print(f"{found['name']}: {found['type']} on {when} ({found['timezone']}), {state}", file=out)
+        print(f"  next run {found['nextRunAt'] or '-'}, last run {found['lastRunAt'] or '-'}", file=out)
+    return 0
+
+
+def _bulk(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: Any) -> int:
+    if args.bulk_command == "status":
+        found = client.bulk_operation(args.operation_id)
+        summary = (
+            f"{found['operationId']} {found['action']} {found['status']}: {found['processed']} done, "
+            f"{found['failed']} refused, of {found['matched']}"
+        )
+    else:
+        found = client.bulk(
+            args.bulk_command,
+            args.status,
+            args.job_type,
+            args.created_after,
+            args.created_before,
+            args.dry_run,
+        )
+        summary = (
+            f"{found['matched']} jobs would be {'cancelled' if args.bulk_command == 'cancel' else 'retried'}"
+            if args.dry_run
+            else f"Started {found['operationId']}: tarefa bulk status {found['operationId']}"
+        )
+    print(json.dumps(found) if args.json else summary, file=out)
+    return 0
+
+
 HANDLERS: dict[str, Callable[[api.TarefaClient, argparse.Namespace, Any, Any], int]] = {
     "enqueue": _enqueue,
     "status": _status,
@@ -320,6 +442,8 @@ HANDLERS: dict[str, Callable[[api.TarefaClient, argparse.Namespace, Any, Any], i
     "resume": _pause_or_resume,
     "dlq": _dlq,
     "watch": _watch,
+    "schedules": _schedules,
+    "bulk": _bulk,
 }
 
 

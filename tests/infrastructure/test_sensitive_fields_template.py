@@ -91,11 +91,13 @@ def test_the_api_seals_the_worker_opens_and_no_other_function_touches_the_key() 
             assert statement["Condition"] == CONTEXT, function
             assert all("*" not in a for a in actions), function
     # The worker also seals: chained enqueues, and producers that send straight to SQS; the guests
-    # workload's routes enqueue types with sensitive fields (a password)
+    # workload's routes enqueue types with sensitive fields (a password), the messaging webhooks
+    # an inbound message's sender and text
     assert granted == {
         "ApiFunction": {"kms:GenerateDataKey"},
         "WorkerFunction": {"kms:Decrypt", "kms:GenerateDataKey"},
         "GuestsFunction": {"kms:GenerateDataKey"},
+        "MessagingFunction": {"kms:GenerateDataKey"},
     }
     # No managed policy hands out KMS rights behind the functions' backs
     for logical_id, spec in RESOURCES.items():

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tarefa.local.template import ROOT, Resolver, load_template
+from tarefa.settings import Settings
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
@@ -60,8 +61,9 @@ def test_sam_transform_expands_the_template() -> None:
         r for r in roles if {"Ref": "CacheAccessPolicy"} in r["Properties"].get("ManagedPolicyArns", [])
     ]
     # the managed policy reaches each function's role but the stats consumer's (api, worker,
-    # maintenance, demo, the payments workload's routes and renewal run, the guests' routes)
-    assert len(with_cache) == 7
+    # maintenance, demo, the payments workload's routes and renewal run, the guests' routes,
+    # the messaging routes, the e-mail notifications' routes)
+    assert len(with_cache) == 9
 
 
 def test_functions_run_python313_on_arm64() -> None:
@@ -144,7 +146,7 @@ def test_jobs_table_indexes_are_sharded_or_sparse_and_ttl_is_on() -> None:
     table = props("JobsTable")
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
     indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {"ByUser", "ByCreated", "ByOrder", "Sweep"}
+    assert set(indexes) == {"ByUser", "ByCreated", "ByOrder", "Sweep", "ByStatus"}
     # Partition keys are shard-suffixed values or per-order ids, never a bare status.
     hashes = {name: i["KeySchema"][0]["AttributeName"] for name, i in indexes.items()}
     assert hashes == {
@@ -152,8 +154,10 @@ def test_jobs_table_indexes_are_sharded_or_sparse_and_ttl_is_on() -> None:
         "ByCreated": "allShard",
         "ByOrder": "orderId",
         "Sweep": "sweepShard",
+        "ByStatus": "bulkShard",  # "<status>#<0..7>", sparse: test_schedules_and_bulk_template.py
     }
-    assert all(i["Projection"]["ProjectionType"] == "KEYS_ONLY" for i in indexes.values())
+    keys_only = [i for n, i in indexes.items() if n != "ByStatus"]  # ByStatus projects 3 attributes
+    assert all(i["Projection"]["ProjectionType"] == "KEYS_ONLY" for i in keys_only)
 
 
 def statements(logical_id: str) -> list[dict[str, Any]]:
@@ -266,7 +270,7 @@ def test_functions_join_the_vpc_only_when_redis_is_chosen() -> None:
         assert props(function).get("VpcConfig") == (vpc if uses_cache else None), function
     endpoints = {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::EC2::VPCEndpoint"}
     services = {v["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[1] for v in endpoints.values()}
-    assert services == {"dynamodb", "sqs", "secretsmanager", "lambda", "kms"}
+    assert services == {"dynamodb", "sqs", "secretsmanager", "lambda", "kms", "scheduler"}
     assert all(v["Condition"] == "CreateCacheEndpoints" for v in endpoints.values())
     rules = TEMPLATE["Rules"]["RedisNeedsAVpc"]
     assert rules["RuleCondition"] == {"Fn::Equals": [{"Ref": "CacheBackend"}, "redis"]}
@@ -417,17 +421,29 @@ def test_the_workload_modules_and_the_outbound_allow_list_reach_the_functions() 
     assert parameters["JobModules"]["Default"] == "demo"
     assert parameters["HttpAllow"]["Default"] == ""
     env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
-    # JobModules and the workloads that are on, in each of the four combinations
+    # JobModules and the workloads that are on, in each of the eight combinations (a workload
+    # that is off leaves an empty entry, which the engine and `tarefa local` skip)
     modules = env["TAREFA_JOB_MODULES"]
-    for payments, guests, expected in (
-        ("on", "on", "demo,payments.jobs,guests.jobs"),  # the defaults
-        ("on", "off", "demo,payments.jobs"),
-        ("off", "on", "demo,guests.jobs"),
-        ("off", "off", "demo"),
+    messaging = "messaging.jobs,notifications.jobs"
+    for payments, guests, messages, expected in (
+        ("on", "on", "on", f"demo,payments.jobs,guests.jobs,{messaging}"),  # the defaults
+        ("on", "on", "off", "demo,payments.jobs,guests.jobs"),
+        ("on", "off", "on", f"demo,payments.jobs,{messaging}"),
+        ("on", "off", "off", "demo,payments.jobs"),
+        ("off", "on", "on", f"demo,guests.jobs,{messaging}"),
+        ("off", "on", "off", "demo,guests.jobs"),
+        ("off", "off", "on", f"demo,{messaging}"),
+        ("off", "off", "off", "demo"),
     ):
-        resolver = Resolver(TEMPLATE, {"PaymentsWorkload": payments, "GuestsWorkload": guests})
-        assert resolver.resolve(modules) == expected, (payments, guests)
+        given = {"PaymentsWorkload": payments, "GuestsWorkload": guests, "MessagingWorkload": messages}
+        resolved = str(Resolver(TEMPLATE, given).resolve(modules))
+        assert ",".join(m for m in resolved.split(",") if m) == expected, given
+        assert (
+            tuple(m for m in expected.split(","))
+            == Settings.model_validate({"tarefa_job_modules": resolved}).job_modules
+        ), given
     assert TEMPLATE["Parameters"]["GuestsWorkload"]["Default"] == "on"
+    assert TEMPLATE["Parameters"]["MessagingWorkload"]["Default"] == "on"
     assert env["TAREFA_HTTP_ALLOW"] == {"Ref": "HttpAllow"}
 
 
@@ -454,6 +470,7 @@ def test_workloads_ship_in_a_layer_of_their_own_beside_the_engine() -> None:
         assert (ROOT / spec["Properties"]["ContentUri"] / "requirements.txt").is_file()
     assert (ROOT / "layers/workloads/payments/jobs.py").is_file()  # a package at the layer's root
     assert (ROOT / "layers/workloads/guests/jobs.py").is_file()
+    assert (ROOT / "layers/workloads/messaging/jobs.py").is_file()
 
 
 def test_the_job_types_route_is_declared_and_authorized() -> None:
@@ -533,8 +550,15 @@ def test_every_aws_service_the_vpc_functions_call_has_an_endpoint() -> None:
         "PaymentsFunction",
         "PaymentsRenewalsFunction",
         "GuestsFunction",
+        "MessagingFunction",
+        "NotificationsFunction",
     }
     needed = {action.split(":", 1)[0] for f in in_vpc for action in effective_actions(f, resolver)}
+    # SES's API has no interface endpoint (AWS offers one for SMTP only): the worker reaches it,
+    # as it reaches Resend, through the VPC's NAT gateway (README, "E-mail notifications").
+    needed -= {"ses"}
+    # iam:PassRole (the API hands Scheduler its target role) is a permission, not a call.
+    needed -= {"iam"}
     assert {"dynamodb", "sqs", "secretsmanager", "lambda"} <= needed
     endpoints: dict[str, str] = {}
     for logical_id, spec in RESOURCES.items():

@@ -47,7 +47,7 @@ def test_every_answer_is_documented(report: Report, operation: str) -> None:
 
 
 def test_the_run_is_a_few_hundred_requests_with_no_server_error(report: Report) -> None:
-    assert 200 <= report.requests <= 1000, report.requests
+    assert 200 <= report.requests <= 1500, report.requests  # ~20 per operation, workloads' included
     assert report.count("5xx") == 0, [str(f) for f in report.findings if f.kind == "5xx"]
     assert report.statuses[200] + report.statuses[202] > 0 and report.statuses[422] > 0
 

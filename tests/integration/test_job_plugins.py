@@ -63,6 +63,7 @@ def plugged() -> Iterator[tuple[LocalApp, Clock]]:
                 "HttpAllow": "127.0.0.1",
                 "PaymentsWorkload": "off",
                 "GuestsWorkload": "off",
+                "MessagingWorkload": "off",
             },
         )
         clock = Clock()
@@ -129,7 +130,14 @@ def test_the_demo_workload_runs_and_its_alias_is_listed(plugged: tuple[LocalApp,
     listed = app.api("GET", "/job-types", claims=ALICE)
     assert listed.status == 200
     by_name = {t["name"]: t for t in listed.body["items"]}
-    assert set(by_name) == {"demo.greet", "system.echo", "system.fail", "tools.everything"}
+    assert set(by_name) == {
+        "demo.greet",
+        "system.echo",
+        "system.fail",
+        "tools.everything",
+        "system.bulk",
+        "webhook.delivery",
+    }
     greet = by_name["demo.greet"]
     assert greet["aliases"] == ["DEMO_GREET"] and greet["priority"] == "LOW"
     assert greet["maxAttempts"] == 4 and greet["timeoutSeconds"] == 30
@@ -182,10 +190,13 @@ def test_a_workload_that_is_off_loads_nothing_and_serves_nothing() -> None:
         off = LocalApp(
             boto3.client("sqs"),
             boto3.client("dynamodb"),
-            {"PaymentsWorkload": "off", "GuestsWorkload": "off"},
+            {"PaymentsWorkload": "off", "GuestsWorkload": "off", "MessagingWorkload": "off"},
         )
         names = wiring.container().registry.names()
-        assert not any(name.startswith(("payments.", "guests.")) for name in names)
+        assert not any(name.startswith(("payments.", "guests.", "messaging.")) for name in names)
+        assert off.api("POST", "/sessions", {}, ALICE).status == 404
+        assert off.api("POST", "/webhooks/whatsapp", {}).status == 404
+        assert "MessagingFunction" not in off.stack.functions and "MessagingTable" not in off.stack.tables
         assert off.api("POST", "/payments", {}, ALICE).status == 404
         assert off.api("POST", "/events", {}, ALICE).status == 404
         assert off.api("POST", "/public/guests/verify-phone", {}).status == 404
@@ -201,6 +212,11 @@ def test_a_workload_that_is_off_loads_nothing_and_serves_nothing() -> None:
         assert on.api("POST", "/events", {}, ALICE).status == 422
         assert {"PaymentsFunction", "PaymentsRenewalsFunction", "GuestsFunction"} <= set(on.stack.functions)
         assert {"PaymentsTable", "GuestsTable"} <= set(on.stack.tables)
+        assert {"messaging.message.send", "messaging.session.init"} <= set(
+            wiring.container().registry.names()
+        )
+        assert on.api("POST", "/sessions", {}, ALICE).status == 422
+        assert "MessagingFunction" in on.stack.functions and "MessagingTable" in on.stack.tables
     wiring.reset()
     for payments, guests in (("on", "off"), ("off", "on")):
         with mock_aws():

@@ -30,7 +30,7 @@ def test_every_documented_job_field_is_returned(app: LocalApp) -> None:
     assert set(job) == {
         "jobId", "type", "status", "priority", "payload", "result", "error", "errorDetails", "attempts",
         "maxAttempts", "nextRetryAt", "lastAttemptAt", "userId", "orderId", "createdAt", "updatedAt",
-        "processingStartedAt", "processingCompletedAt", "deadLettered", "progress",
+        "processingStartedAt", "processingCompletedAt", "deadLettered", "progress", "callbackUrl",
     }  # fmt: skip
 
 

@@ -34,6 +34,13 @@ def test_the_document_is_valid_openapi_and_describes_every_route_of_the_template
     for path in ("/public/guests/verify-phone", "/public/guests/register", "/public/guests/login"):
         assert spec["paths"][path]["post"].get("security") == [], path  # guests have no JWT
     assert spec["paths"]["/events/{eventId}/check-in"]["post"]["security"] == [{"bearer": []}]
+    for path, method in (
+        ("/webhooks/whatsapp", "get"),
+        ("/webhooks/whatsapp", "post"),
+        ("/webhooks/evolution/{instance}", "post"),
+    ):
+        assert spec["paths"][path][method].get("security") == [], path  # the providers authenticate
+    assert spec["paths"]["/sessions/{sessionId}/messages"]["post"]["security"] == [{"bearer": []}]
 
 
 def test_the_schemas_are_the_models_the_handlers_validate_with(app: LocalApp) -> None:

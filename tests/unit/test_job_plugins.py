@@ -122,21 +122,25 @@ def test_bad_names_are_refused() -> None:
 def test_an_unknown_type_names_the_known_ones() -> None:
     with pytest.raises(UnknownJobTypeError) as caught:
         default_registry(test_jobs=True).get("nope")
-    assert caught.value.details == {"knownTypes": ["system.echo", "system.fail"]}
-    assert "known types: system.echo, system.fail" in caught.value.message
+    assert caught.value.details == {"knownTypes": ["system.echo", "system.fail", "webhook.delivery"]}
+    assert "known types: system.echo, system.fail, webhook.delivery" in caught.value.message
 
 
 # -- loading modules ---------------------------------------------------------------------------
 def test_modules_named_in_the_setting_add_their_types() -> None:
     registry = default_registry(test_jobs=False, modules=[f"{SAMPLES}.good"])
-    assert registry.names() == ["samples.ping", "system.echo"]
+    assert registry.names() == ["samples.ping", "system.echo", "webhook.delivery"]
     assert registry.get("SAMPLES_PING").name == "samples.ping"
 
 
 def test_a_package_brings_the_types_of_its_submodules() -> None:
     registry = default_registry(test_jobs=False, modules=[f"{SAMPLES}.good"])
     again = default_registry(test_jobs=False, modules=[SAMPLES])  # the package holds good (and slow)
-    assert "samples.ping" in again.names() and registry.names() == ["samples.ping", "system.echo"]
+    assert "samples.ping" in again.names() and registry.names() == [
+        "samples.ping",
+        "system.echo",
+        "webhook.delivery",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from tarefa.queue import PoisonMessageError, parse_message
 
 
 def test_system_fail_is_registered_only_for_tests() -> None:
-    assert default_registry(test_jobs=False).names() == ["system.echo"]
-    assert default_registry(test_jobs=True).names() == ["system.echo", "system.fail"]
+    assert default_registry(test_jobs=False).names() == ["system.echo", "webhook.delivery"]
+    assert default_registry(test_jobs=True).names() == ["system.echo", "system.fail", "webhook.delivery"]
     with pytest.raises(UnknownJobTypeError):
         default_registry(test_jobs=False).get("system.fail")
 

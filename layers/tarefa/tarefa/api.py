@@ -9,6 +9,7 @@ its own Router in it (`app.include_router(router)`), so its routes behave like t
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools import Logger
@@ -55,8 +56,10 @@ def enqueue(
     priority: str | None = None,
     delay_seconds: int = 0,
     order_id: str | None = None,
+    callback_url: str | None = None,
 ) -> Enqueued:
-    """Enqueue a job from a workload's route, exactly as POST /jobs does for `who`."""
+    """Enqueue a job from a workload's route, exactly as POST /jobs does for `who`;
+    `callback_url` (one of `who`'s webhook subscriptions) gets the job's ending."""
     request = EnqueueRequest.model_validate(
         {
             "type": job_type,
@@ -65,9 +68,31 @@ def enqueue(
             "priority": priority,
             "delaySeconds": delay_seconds,
             "orderId": order_id,
+            "callbackUrl": callback_url,
         }
     )
     return container().jobs.enqueue(who, request)
+
+
+def publish(
+    owner: str,
+    event: str,
+    data: dict[str, Any],
+    *,
+    key: str,
+    url: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Deliver `event` to the owner's active subscriptions whose events include it (or "*"), and, when `url` is given,
+    to the owner's subscription with exactly that URL even if its events do not list it (deduplicated). Each delivery is
+    a delivery job owned by `owner`, idempotent on (subscription, key): a repeat with the same key makes no second job.
+    Returns the delivery job ids. `headers`: extra headers, names must start with "X-Tarefa-" (e.g. X-Tarefa-Session)."""
+    return container().webhooks.publish(owner, event, data, key=key, url=url, headers=headers)
+
+
+def subscription_exists(owner: str, url: str) -> bool:
+    """Whether `url` is one of the owner's active webhook subscriptions (to validate a webhookUrl)."""
+    return container().webhooks.subscription_exists(owner, url)
 
 
 def secret(name: str, transform: str | None = None) -> Any:

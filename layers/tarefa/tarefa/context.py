@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from tarefa.cache import Cache
     from tarefa.outbound import OutboundHttp
     from tarefa.ratelimit import RateLimiter
+    from tarefa.webhooks import WebhookService
 
 # Every step key of every job lives in this namespace: uuid5(namespace, "<job id>/<step>").
 STEP_NAMESPACE = uuid.UUID("5b0b5a8e-3f7e-4c55-9d0e-7a6c1f1e2d11")
@@ -55,6 +56,7 @@ class Enqueue(Protocol):
         delay_seconds: int,
         max_attempts: int | None,
         order_id: str | None,
+        callback_url: str | None = None,
     ) -> str: ...
 
 
@@ -69,6 +71,7 @@ class JobServices:
     steps: StepStore | None = None
     enqueue: Enqueue | None = None
     wake: Callable[[str], bool] | None = None
+    webhooks: Callable[[], WebhookService] | None = None
 
 
 class ServiceUnavailableError(RuntimeError):
@@ -177,9 +180,11 @@ class JobContext:
         delay_seconds: int = 0,
         max_attempts: int | None = None,
         order_id: str | None = None,
+        callback_url: str | None = None,
     ) -> str:
         """Enqueue a follow-up job for the same user; idempotent per step (default: the type),
-        so a repeated attempt returns the job the first one made. Returns its job id."""
+        so a repeated attempt returns the job the first one made. Returns its job id.
+        `callback_url` (one of the user's webhook subscriptions) gets the job's ending."""
         if self._services.enqueue is None:
             raise ServiceUnavailableError("this context cannot enqueue jobs")
         if isinstance(payload, BaseModel):
@@ -193,6 +198,37 @@ class JobContext:
             delay_seconds=delay_seconds,
             max_attempts=max_attempts,
             order_id=order_id,
+            callback_url=callback_url,
+        )
+
+    @property
+    def webhooks(self) -> WebhookService:
+        """The engine's webhook service (the built-in webhook.delivery job uses it)."""
+        if self._services.webhooks is None:
+            raise ServiceUnavailableError("no webhook service is configured")
+        return self._services.webhooks()
+
+    def publish(
+        self,
+        event: str,
+        data: dict[str, Any],
+        *,
+        key: str | None = None,
+        url: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        """Deliver `event` to the job owner's webhook subscriptions that want it (and to the
+        one whose URL is `url`), signed; idempotent on `key` (default: this job's step
+        `publish:<event>`), so a repeated attempt makes no second delivery. The delivery job ids."""
+        from tarefa.jobs import SYSTEM_USER
+
+        return self.webhooks.publish(
+            self.user_id or SYSTEM_USER,
+            event,
+            data,
+            key=key or self.step_key(f"publish:{event}"),
+            url=url,
+            headers=headers,
         )
 
     def wake(self, job_id: str) -> bool:

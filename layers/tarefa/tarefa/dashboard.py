@@ -105,9 +105,12 @@ back to PENDING) or purged (deleted, their jobs end FAILED). This list does not 
 <div class="bar"><select id="filter-status" aria-label="status"><option value="">any status</option>
 <option>PENDING</option><option>PROCESSING</option><option>RETRYING</option><option>COMPLETED</option><option>FAILED</option><option>CANCELLED</option></select>
 <input id="filter-type" placeholder="type, e.g. system.echo" aria-label="type"><button id="apply">Filter</button>
+<button id="bulk-retry" title="Counts them first (a dry run), then asks">Retry all failed of this type&hellip;</button><span id="bulk-report" class="note"></span>
 <label>per page <select id="page-size"><option>20</option><option>50</option><option>100</option></select></label></div>
 <table id="jobs"><thead><tr><th>Job</th><th>Type</th><th>Status</th><th>Priority</th><th>Attempts</th><th>User</th><th>Created</th><th>Updated</th><th></th></tr></thead><tbody></tbody></table>
 <div class="bar"><button id="prev" disabled>&larr; Previous</button><span id="page-info"></span><button id="next" disabled>Next &rarr;</button></div>
+<h2 id="schedules-title">Schedules</h2>
+<table id="schedules"><thead><tr><th>Name</th><th>Type</th><th>When</th><th>Time zone</th><th>Enabled</th><th>Next run</th><th>Last run</th></tr></thead><tbody></tbody></table>
 </div>
 </main>
 <footer id="tz"></footer>
@@ -242,7 +245,44 @@ async function refresh() {
   showErrors(problems);
   if (!problems.length) $('updated').textContent = 'Updated ' + when(new Date().toISOString());
   if (state.detail && $('detail').open) loadDetail(state.detail, false);
+  loadSchedules(seq);
 }
+// -- user schedules (GET /schedules) and bulk retry (POST /jobs/bulk/retry) -------------------
+async function loadSchedules(seq) {
+  let page;
+  try { page = await api('GET', 'schedules?limit=100'); } catch (e) { if (seq === state.seq) showErrors(['Schedules: ' + e]); return; }
+  if (seq !== state.seq) return;
+  const key = JSON.stringify(page.items); if (key === state.schedulesKey) return; state.schedulesKey = key;
+  const body = $('schedules').tBodies[0]; body.textContent = '';
+  if (!page.items.length) { const row = body.insertRow(); const td = cell(row, 'No schedules.', 'muted'); td.colSpan = 7; return; }
+  for (const s of page.items) {
+    const row = body.insertRow(); row.dataset.schedule = s.name;
+    cell(row, s.owner ? s.owner + ' / ' + s.name : s.name); cell(row, s.type); cell(row, s.cron || s.rate); cell(row, s.timezone);
+    cell(row, s.enabled ? 'yes' : 'no'); cell(row, s.nextRunAt ? timeEl(s.nextRunAt) : '-', 'num'); cell(row, s.lastRunAt ? timeEl(s.lastRunAt) : '-', 'num');
+  }
+}
+async function bulkRetry() {
+  const type = $('filter-type').value.trim();
+  if (!type) { $('bulk-report').textContent = 'Filter by a type first.'; return; }
+  $('bulk-report').textContent = 'Counting\u2026';
+  try {
+    const dry = await api('POST', 'jobs/bulk/retry', {type, status: 'FAILED', dryRun: true});
+    $('bulk-report').textContent = '';
+    if (!dry.matched) { $('bulk-report').textContent = 'No FAILED ' + type + ' jobs.'; return; }
+    const whose = state.role === 'admin' ? ' (every user\u2019s)' : '';
+    if (!await ask('Retry ' + dry.matched + ' failed ' + type + ' job' + (dry.matched === 1 ? '' : 's') + whose + '?', 'Each FAILED ' + type + ' job goes back to PENDING with its attempts reset and runs again. This runs as a bulk operation.', 'Retry ' + dry.matched)) return;
+    const started = await api('POST', 'jobs/bulk/retry', {type, status: 'FAILED'});
+    watchBulk(started.operationId);
+  } catch (e) { $('bulk-report').textContent = String(e); }
+}
+async function watchBulk(id) {
+  try {
+    const op = await api('GET', 'jobs/bulk/' + encodeURIComponent(id));
+    $('bulk-report').textContent = 'Bulk retry ' + op.status.toLowerCase() + ': ' + op.processed + ' of ' + op.matched + ' retried' + (op.failed ? ', ' + op.failed + ' refused' : '');
+    if (op.status === 'RUNNING') setTimeout(() => watchBulk(id), 1000); else refresh();
+  } catch (e) { $('bulk-report').textContent = String(e); }
+}
+$('bulk-retry').onclick = bulkRetry;
 function renderQueues(overview) {
   const key = JSON.stringify(overview); if (key === state.queuesKey) return; state.queuesKey = key;
   let dead = 0;
@@ -410,7 +450,7 @@ $('dlq-close').onclick = () => { $('dlq').hidden = true; state.dlq = null; };
 function showSignedOut() {
   $('no-token').hidden = false; $('app').hidden = true; $('who').textContent = ''; $('updated').textContent = ''; showErrors([]);
 }
-function restart() { state.role = null; state.cursors = [null]; state.jobsKey = state.queuesKey = ''; state.seq++; $('dlq').hidden = true; state.dlq = null; refresh(); }
+function restart() { state.role = null; state.cursors = [null]; state.jobsKey = state.queuesKey = state.schedulesKey = ''; state.seq++; $('dlq').hidden = true; state.dlq = null; refresh(); }
 $('token').value = token();
 $('use-token').onclick = () => { sessionStorage.setItem('tarefa-token', $('token').value.trim()); restart(); };
 $('token').onkeydown = e => { if (e.key === 'Enter') $('use-token').click(); };

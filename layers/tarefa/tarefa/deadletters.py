@@ -90,7 +90,9 @@ class DeadLetters:
         lease_seconds: int = 120,
         sleep: Callable[[float], None] = time.sleep,
         redact: Callable[[str, Any], Any] | None = None,
+        on_end: Callable[[Job], object] | None = None,
     ) -> None:
+        self.on_end = on_end  # the callback of a job the sweep fails (tarefa.webhooks)
         # (type, payload) -> the payload with the type's sensitive values redacted: a record
         # made here from a message a producer sent straight to SQS never holds them.
         self.redact = redact or (lambda job_type, payload: payload)
@@ -158,10 +160,22 @@ class DeadLetters:
                 expected = job.version
             try:
                 self.store.put(dead, expected_version=expected)
-                return True
             except ConflictError:
                 continue
+            self._ended(dead)
+            return True
         return False
+
+    def _ended(self, job: Job) -> None:
+        if job.callback_url and self.on_end is not None:
+            try:  # a sweep goes on: the job's callback is keyed, a later sight may send it
+                self.on_end(job)
+            except Exception:
+                logger.warning(
+                    "could not post a dead-lettered job's callback",
+                    extra={"job_id": job.job_id},
+                    exc_info=True,
+                )
 
     def _lease_over(self, job: Job, now: datetime) -> bool:
         started = job.processing_started_at
@@ -315,9 +329,10 @@ class DeadLetters:
             )
             try:
                 self.store.put(failed, expected_version=job.version)
-                return
             except ConflictError:
                 continue
+            self._ended(failed)
+            return
 
 
 def _job_id(letter: DeadLetter) -> str:

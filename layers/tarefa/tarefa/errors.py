@@ -65,6 +65,7 @@ class IdempotencyKeyReusedError(TarefaError):
             f"This idempotency key was used for another request (job {job_id}) with a different "
             "body; use a new key for a new request"
         )
+        self.job_id = job_id
 
 
 class ValidationFailedError(TarefaError):

@@ -86,6 +86,9 @@ class Job(CamelModel):
     dead_lettered: bool = False
     # How far the running job says it is: {percent, message, updatedAt} (ctx.progress).
     progress: dict[str, Any] | None = None
+    # One of the owner's webhook subscription URLs: job.completed/failed/cancelled is posted
+    # there, signed with its secret, when the job ends (tarefa.webhooks).
+    callback_url: str | None = None
     # Internal: not part of the public job document.
     run_at: datetime | None = None
     held: bool = False

@@ -74,6 +74,8 @@ class EnqueueRequest(CamelModel):
     delay_seconds: int = Field(0, ge=0, le=31_536_000)
     idempotency_key: str | None = Field(None, min_length=1, max_length=256)
     order_id: str | None = Field(None, min_length=1, max_length=128)
+    # One of the caller's webhook subscription URLs: the job's ending is posted there.
+    callback_url: str | None = Field(None, min_length=1, max_length=2048)
 
 
 class CancelRequest(CamelModel):
@@ -130,8 +132,14 @@ class JobService:
         delay_speedup: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
         sensitive: SensitiveFields | None = None,
+        callback_allowed: Callable[[str, str], bool] | None = None,
+        on_end: Callable[[Job], object] | None = None,
     ) -> None:
         self.sensitive = sensitive
+        # (user id, url) -> whether url is one of the user's active webhook subscriptions; and
+        # what posts a job's callback once it ended (tarefa.webhooks, wired in tarefa.wiring).
+        self.callback_allowed = callback_allowed
+        self.on_end = on_end
         self.store = store
         self.sleep = sleep
         self.queue = queue
@@ -152,6 +160,18 @@ class JobService:
             raise ValidationFailedError(
                 f"Payload does not match job type {request.type}", field_errors(exc, "payload", withhold)
             ) from None
+        if request.callback_url is not None and not (
+            self.callback_allowed is not None and self.callback_allowed(caller.user_id, request.callback_url)
+        ):
+            raise ValidationFailedError(
+                "callbackUrl is not one of your webhook subscriptions",
+                [
+                    {
+                        "field": "callbackUrl",
+                        "message": "must be the URL of one of your active webhook subscriptions (POST /webhooks)",
+                    }
+                ],
+            )
         now = self.now()
         delay = scaled(request.delay_seconds, self.delay_speedup)
         run_at = now + timedelta(seconds=delay) if delay else None
@@ -168,6 +188,7 @@ class JobService:
             updated_at=now,
             run_at=run_at,
             held=delay > SQS_MAX_DELAY_SECONDS,
+            callback_url=request.callback_url,
         )
         key_id = _key_id(caller, request.idempotency_key) if request.idempotency_key else None
         fingerprint = _fingerprint(request, job_type) if key_id else None
@@ -371,6 +392,8 @@ class JobService:
     def cancel(self, caller: Caller, job_id: str, request: CancelRequest) -> Job:
         job = self.get(caller, job_id)
         if job.status not in CANCELLABLE:
+            if job.status == JobStatus.CANCELLED:  # a cancel whose callback may not have gone out
+                self.ended(job)
             raise InvalidTransitionError(job.job_id, job.status, JobStatus.CANCELLED)
         who = "an admin" if caller.is_admin and job.user_id != caller.user_id else "its owner"
         cancelled = job.transition(
@@ -382,7 +405,13 @@ class JobService:
         )
         self._save(job, cancelled)
         metrics.add_metric("JobsCancelled", MetricUnit.Count, 1)
+        self.ended(cancelled)
         return cancelled
+
+    def ended(self, job: Job) -> None:
+        """A job reached an ending: post its callback (keyed, so a repeat makes none)."""
+        if job.callback_url and self.on_end is not None:
+            self.on_end(job)
 
     def retry(self, caller: Caller, job_id: str) -> Job:
         job = self.get(caller, job_id)
@@ -463,6 +492,7 @@ class JobService:
         delay_seconds: int,
         max_attempts: int | None,
         order_id: str | None,
+        callback_url: str | None = None,
     ) -> str:
         """A job enqueued by another job (ctx.enqueue) for the same user; idempotent by key."""
         request = EnqueueRequest.model_validate(
@@ -474,6 +504,7 @@ class JobService:
                 "maxAttempts": max_attempts,
                 "orderId": order_id,
                 "idempotencyKey": idempotency_key,
+                "callbackUrl": callback_url,
             }
         )
         return self.enqueue(Caller(user_id or SYSTEM_USER), request).job.job_id
@@ -493,7 +524,10 @@ def _fingerprint(request: EnqueueRequest, job_type: JobType) -> str:
     redacted first: the fingerprint is stored (the idempotency table, the job's message) and a
     hash of a password is a password to anyone with a dictionary. So a retry with the key is the
     same request whatever its sensitive values: it answers with the first job."""
-    body = request.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
+    # Without a callback the body is what it was before callbacks existed: a key used just
+    # before a deployment still names the same request just after it.
+    unset = set() if request.callback_url else {"callback_url"}
+    body = request.model_dump(mode="json", by_alias=True, exclude={"idempotency_key", *unset})
     if job_type.sensitive_fields:
         body["payload"] = redact(job_type, body.get("payload"))
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]

@@ -300,10 +300,22 @@ def fail(payload: FailPayload, ctx: JobContext) -> dict[str, bool]:
     return {"ok": True}
 
 
+# webhook.delivery (seed 003's webhook:delivery): low priority, 3 attempts 10 s and 30 s apart
+# (seed 003's 10/30/90 ladder); a receiver gets at most 30 s (the subscription's timeout).
+WEBHOOK_DELIVERY_POLICY = JobPolicy(
+    priority=Priority.LOW, max_attempts=3, backoff=(10, 30, 90), timeout_seconds=75
+)
+
+
 def default_registry(test_jobs: bool, modules: Iterable[str] = ()) -> JobTypeRegistry:
     """The built-in types (`system.fail` only when TAREFA_TEST_JOBS=1), then the modules'."""
+    from tarefa.webhook_job import DELIVERY_ALIAS, DELIVERY_TYPE, DeliveryPayload, deliver
+
     registry = JobTypeRegistry()
     registry.register(JobType("system.echo", EchoPayload, echo))
+    registry.register(
+        JobType(DELIVERY_TYPE, DeliveryPayload, deliver, WEBHOOK_DELIVERY_POLICY, (DELIVERY_ALIAS,))
+    )
     if test_jobs:
         registry.register(JobType("system.fail", FailPayload, fail))
     load_modules(registry, modules)

@@ -47,7 +47,9 @@ class Maintenance:
         lease_seconds: int,
         now: Callable[[], datetime] = utcnow,
         cache: Cache | None = None,
+        on_end: Callable[[Job], object] | None = None,
     ) -> None:
+        self.on_end = on_end  # a job's callback when recovery gives up on it (tarefa.webhooks)
         self.store = store
         self.queue = queue
         self.cache = cache
@@ -116,6 +118,13 @@ class Maintenance:
         except ConflictError:
             return False  # the worker finished after all
         logger.warning("stuck job recovered", extra={"job_id": job_id, "status": changed.status})
+        if changed.status == JobStatus.FAILED and changed.callback_url and self.on_end is not None:
+            try:  # the job's message, if it comes back, finds it FAILED and tries again
+                self.on_end(changed)
+            except Exception:
+                logger.warning(
+                    "could not post a given-up job's callback", extra={"job_id": job_id}, exc_info=True
+                )
         return True
 
     def promote(self) -> int:

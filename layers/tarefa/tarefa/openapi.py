@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
+from tarefa.bulk import BulkAnswer, BulkOperationView, BulkRequest
 from tarefa.deadletters import (
     DeadLetterEntry,
     DeadLetterQuery,
@@ -26,6 +27,15 @@ from tarefa.job import Job
 from tarefa.jobs import CancelRequest, EnqueueRequest, ListRequest
 from tarefa.maintenance import CleanupRequest, RecoverRequest
 from tarefa.queues import QueuesOverview, QueueView
+from tarefa.schedules import (
+    CreateScheduleRequest,
+    OwnerQuery,
+    PatchScheduleRequest,
+    ScheduleListRequest,
+    SchedulePageView,
+    ScheduleView,
+)
+from tarefa.webhooks import CreateSubscriptionRequest, Delivery, PageRequest, SubscriptionStatus
 
 INTERNAL_JOB_FIELDS = ("runAt", "held", "version", "retryDelaySeconds", "wake", "crashes", "sealed")
 
@@ -75,6 +85,48 @@ class JobTypeList(BaseModel):
     items: list[JobTypeInfo]
 
 
+class WebhookSubscription(BaseModel):
+    id: str = Field(description="wh_...", examples=["wh_4f1c2b7a9e0d3c5b8a6f1e2d"])
+    user_id: str = Field(alias="userId")
+    url: str
+    events: list[str] = Field(
+        description="event names (job.completed, job.failed, job.cancelled, webhook.test, a workload's) or *"
+    )
+    status: SubscriptionStatus = Field(description="DISABLED once the URL answered 410 Gone")
+    timeout_seconds: int = Field(alias="timeoutSeconds")
+    created_at: str = Field(alias="createdAt")
+    updated_at: str = Field(alias="updatedAt")
+    disabled_at: str | None = Field(None, alias="disabledAt")
+    disabled_reason: str | None = Field(None, alias="disabledReason")
+    previous_secret_expires_at: str | None = Field(
+        None,
+        alias="previousSecretExpiresAt",
+        description="after a rotation: until when the old secret also signs",
+    )
+
+
+class WebhookWithSecret(WebhookSubscription):
+    secret: str = Field(
+        description="whsec_...: shown only in this answer; verify deliveries with it (Standard Webhooks)"
+    )
+
+
+class WebhookPage(BaseModel):
+    items: list[WebhookSubscription]
+    next_cursor: str | None = Field(alias="nextCursor")
+
+
+class DeliveryPage(BaseModel):
+    items: list[Delivery]
+    next_cursor: str | None = Field(alias="nextCursor")
+
+
+class WebhookTestAnswer(BaseModel):
+    delivery_id: str = Field(alias="deliveryId", description="the webhook-id header the receiver gets")
+    job_id: str = Field(alias="jobId", description="the webhook.delivery job")
+    event: str
+
+
 @dataclass(frozen=True)
 class RouteDoc:
     method: str
@@ -88,6 +140,7 @@ class RouteDoc:
     errors: tuple[int, ...] = field(default=(400, 401, 404, 422))
     public: bool = False  # no JWT: open, or checked another way (a provider's signature)
     tag: str | None = None  # a workload's name groups its routes
+    also: tuple[int, ...] = ()  # other success statuses, with the same response (a dry run's 200)
 
 
 def routes() -> list[RouteDoc]:
@@ -99,6 +152,14 @@ def routes() -> list[RouteDoc]:
         RouteDoc("GET", "/jobs/{jobId}", "One job (X-Cache: HIT when a finished job came from the cache)", 200, Job),
         RouteDoc("POST", "/jobs/{jobId}/cancel", "Cancel a PENDING, RETRYING or FAILED job", 200, Job, CancelRequest, errors=(401, 404, 409, 422)),
         RouteDoc("POST", "/jobs/{jobId}/retry", "Run a FAILED job again", 202, Job, errors=(401, 404, 409)),
+        RouteDoc("POST", "/jobs/bulk/cancel", "Cancel every matching job (dryRun: count only, 200)", 202, BulkAnswer, BulkRequest, errors=(401, 422), tag="bulk", also=(200,)),
+        RouteDoc("POST", "/jobs/bulk/retry", "Retry every matching FAILED job (dryRun: count only, 200)", 202, BulkAnswer, BulkRequest, errors=(401, 422), tag="bulk", also=(200,)),
+        RouteDoc("GET", "/jobs/bulk/{operationId}", "A bulk operation's progress and counts", 200, BulkOperationView, query=OwnerQuery, errors=(401, 404, 422), tag="bulk"),
+        RouteDoc("POST", "/schedules", "A recurring job on cron(...) or rate(...) (409 SCHEDULE_EXISTS)", 201, ScheduleView, CreateScheduleRequest, errors=(400, 401, 409, 422, 503), tag="schedules"),
+        RouteDoc("GET", "/schedules", "Your schedules (everyone's for admins), by name", 200, SchedulePageView, query=ScheduleListRequest, tag="schedules"),
+        RouteDoc("GET", "/schedules/{name}", "One schedule, with its next and last runs", 200, ScheduleView, query=OwnerQuery, errors=(401, 404, 422), tag="schedules"),
+        RouteDoc("PATCH", "/schedules/{name}", "Change its payload, cron/rate, timezone or enabled", 200, ScheduleView, PatchScheduleRequest, query=OwnerQuery, errors=(401, 404, 409, 422, 503), tag="schedules"),
+        RouteDoc("DELETE", "/schedules/{name}", "Delete a schedule (on Scheduler first)", 204, query=OwnerQuery, errors=(401, 404, 422), tag="schedules"),
         RouteDoc("POST", "/maintenance/cleanup", "Delete finished jobs past retention", body=CleanupRequest, admin=True),
         RouteDoc("POST", "/maintenance/recover", "Recover jobs stuck in PROCESSING", body=RecoverRequest, admin=True),
         RouteDoc("GET", "/queues", "Queue depths, states, job counts and 1/5/60-minute figures", 200, QueuesOverview, admin=True),
@@ -107,6 +168,13 @@ def routes() -> list[RouteDoc]:
         RouteDoc("GET", "/queues/{priority}/dead-letters", "What is in a dead-letter queue", 200, DeadLetterList, query=DeadLetterQuery, admin=True),
         RouteDoc("POST", "/queues/{priority}/dead-letters/redrive", "Move chosen dead letters back", 200, DeadLetterReport, RedriveRequest, admin=True),
         RouteDoc("POST", "/queues/{priority}/dead-letters/purge", "Delete chosen dead letters; their jobs end FAILED", 200, DeadLetterReport, PurgeRequest, admin=True),
+        RouteDoc("POST", "/webhooks", "Subscribe a URL to events; the answer holds its signing secret, once", 201, WebhookWithSecret, CreateSubscriptionRequest, errors=(400, 401, 409, 413, 422), tag="webhooks"),
+        RouteDoc("GET", "/webhooks", "Your webhook subscriptions (every one for admins), newest first", 200, WebhookPage, query=PageRequest, tag="webhooks"),
+        RouteDoc("GET", "/webhooks/{subscriptionId}", "One subscription (never its secret)", 200, WebhookSubscription, tag="webhooks"),
+        RouteDoc("DELETE", "/webhooks/{subscriptionId}", "Delete a subscription; its pending deliveries end unsent", 204, errors=(401, 404), tag="webhooks"),
+        RouteDoc("POST", "/webhooks/{subscriptionId}/rotate-secret", "A new secret, once; the old one also signs for 24 h", 200, WebhookWithSecret, errors=(401, 404, 409), tag="webhooks"),
+        RouteDoc("GET", "/webhooks/{subscriptionId}/deliveries", "The delivery log: status, attempts, response code, latency", 200, DeliveryPage, query=PageRequest, tag="webhooks"),
+        RouteDoc("POST", "/webhooks/{subscriptionId}/test", "Send a webhook.test event (409 when the subscription is disabled)", 202, WebhookTestAnswer, errors=(401, 404, 409), tag="webhooks"),
         RouteDoc("GET", "/openapi.json", "This document"),
         RouteDoc("GET", "/docs", "Interactive documentation (an HTML page; no token)", errors=(), public=True),
         RouteDoc("GET", "/dashboard", "The operators' web dashboard (an HTML page; no token)", errors=(), public=True),
@@ -174,12 +242,12 @@ def document(
         if parameters:
             operation["parameters"] = parameters
         if route.body is not None:
-            required = route.body not in (CancelRequest, CleanupRequest, RecoverRequest)
+            required = route.body not in (CancelRequest, CleanupRequest, RecoverRequest, BulkRequest)
             operation["requestBody"] = {"required": required, "content": {"application/json": {"schema": ref(route.body)}}}  # fmt: skip
         ok: dict[str, Any] = {"description": "OK"}
         if route.response is not None:
             ok["content"] = {"application/json": {"schema": ref(route.response)}}
-        responses: dict[str, Any] = {str(route.status): ok}
+        responses: dict[str, Any] = {str(route.status): ok} | {str(s): ok for s in route.also}
         statuses = {*route.errors, *((401, 403) if route.admin else ()), *((400, 413) if route.body else ())}
         for status in sorted(statuses):
             # A missing or refused token is answered by API Gateway's authorizer, in its own shape

@@ -37,6 +37,8 @@ class QueueMessage(BaseModel):
     # The sensitive payload fields, encrypted (tarefa.sensitive); the payload has "[redacted]"
     # in their place. Never their plaintext: the message outlives the job in a DLQ.
     sealed: dict[str, Any] | None = None
+    # Where the job's ending is posted (tarefa.webhooks): kept when the worker records the job.
+    callback_url: str | None = Field(None, alias="callbackUrl", max_length=2048)
 
     @classmethod
     def for_new_job(
@@ -57,6 +59,7 @@ class QueueMessage(BaseModel):
             idempotency_expires_at=key_expires_at,
             idempotency_fingerprint=fingerprint,
             sealed=job.sealed,
+            callback_url=job.callback_url,
         )
         return body.model_dump_json(by_alias=True, exclude_none=True, exclude_defaults=True)
 

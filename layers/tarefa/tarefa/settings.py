@@ -22,6 +22,15 @@ class Settings(BaseModel):
     jobs_table: str = "tarefa-jobs"
     idempotency_table: str = "tarefa-idempotency"
     stats_table: str = "tarefa-stats"  # job counts and per-minute figures (GET /queues)
+    webhooks_table: str = "tarefa-webhooks"  # subscriptions and their delivery log (tarefa.webhooks)
+    # User schedules and bulk operations (tarefa.schedules, tarefa.bulk); the Scheduler group
+    # and role user schedules use, and the queue ARNs their targets name (API only).
+    schedules_table: str = "tarefa-schedules"
+    schedule_group: str = ""
+    scheduler_role_arn: str = ""
+    high_queue_arn: str = ""
+    medium_queue_arn: str = ""
+    low_queue_arn: str = ""
     high_queue_url: str = ""
     medium_queue_url: str = ""
     low_queue_url: str = ""

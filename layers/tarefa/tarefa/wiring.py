@@ -17,8 +17,10 @@ from tarefa.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from tarefa.adapters.dynamodb import DynamoJobStore
+    from tarefa.adapters.dynamodb_schedules import DynamoEngineStore
     from tarefa.adapters.sqs import SqsJobQueue
     from tarefa.breaker import GuardedBackend
+    from tarefa.bulk import BulkService
     from tarefa.cache import Cache
     from tarefa.context import JobServices
     from tarefa.deadletters import DeadLetters
@@ -27,9 +29,11 @@ if TYPE_CHECKING:
     from tarefa.outbound import OutboundHttp
     from tarefa.queues import Queues
     from tarefa.ratelimit import RateLimiter
+    from tarefa.schedules import ScheduleService
     from tarefa.sensitive import Codec, SensitiveFields
     from tarefa.sessions import SessionStore
     from tarefa.stats import JobStats
+    from tarefa.webhooks import WebhookService
     from tarefa.worker import Worker
 
 
@@ -71,6 +75,9 @@ class Container:
         is a JobTypeError naming it (the functions import this at start-up)."""
         s = self.settings
         registry = self._registry or default_registry(s.tarefa_test_jobs, s.job_modules)
+        from tarefa.bulk import register_builtins  # system.bulk: the engine's, beside jobtypes.py's
+
+        register_builtins(registry)
         registry.check_timeouts(s.worker_timeout_seconds)
         if not s.sensitive_key_id:
             registry.check_no_sensitive_fields("TAREFA_SENSITIVE_KEY_ID names no KMS key")
@@ -135,7 +142,60 @@ class Container:
             retention=timedelta(seconds=self.settings.job_retention_seconds),
             delay_speedup=self.settings.delay_speedup,
             sensitive=self.sensitive,
+            # Lazy: the webhook service is built on the first callbackUrl, never for other jobs.
+            callback_allowed=lambda user_id, url: self.webhooks.subscription_exists(user_id, url),  # noqa: PLW0108
+            on_end=self.job_ended,
         )
+
+    def job_ended(self, job: Any) -> None:
+        """A job ended: post its callback (the webhook service is built only for jobs that have one)."""
+        if job.callback_url:
+            self.webhooks.job_ended(job)
+
+    @cached_property
+    def webhooks(self) -> WebhookService:
+        """Subscriptions, signed deliveries and job callbacks; secrets sealed with the sensitive
+        fields' KMS key when the deployment has one."""
+        from tarefa.adapters.dynamodb_webhooks import DynamoWebhookStore
+        from tarefa.webhooks import EnvelopeSecrets, PlainSecrets, SecretBox, WebhookService
+
+        secrets: SecretBox = (
+            EnvelopeSecrets(lambda: self.sensitive.codec) if self.sensitive.configured else PlainSecrets()
+        )
+        return WebhookService(
+            DynamoWebhookStore(self.dynamodb, self.settings.webhooks_table),
+            secrets,
+            http=lambda: self.http,
+            enqueue=lambda caller, request: self.jobs.enqueue(caller, request),  # noqa: PLW0108 (jobs is built lazily)
+            now=self.now,
+        )
+
+    @cached_property
+    def engine_store(self) -> DynamoEngineStore:
+        """User schedules' definitions and bulk operations' records (the schedules table)."""
+        from tarefa.adapters.dynamodb_schedules import DynamoEngineStore
+
+        return DynamoEngineStore(self.dynamodb, self.settings.schedules_table)
+
+    @cached_property
+    def schedules(self) -> ScheduleService:
+        from tarefa.adapters.scheduler import EventBridgeScheduler
+        from tarefa.schedules import ScheduleService
+
+        s = self.settings
+        queues = {
+            Priority.HIGH: s.high_queue_arn,
+            Priority.MEDIUM: s.medium_queue_arn,
+            Priority.LOW: s.low_queue_arn,
+        }
+        scheduler = EventBridgeScheduler(_client("scheduler"), s.schedule_group, s.scheduler_role_arn, queues)
+        return ScheduleService(self.engine_store, scheduler, self.registry, self.store, now=self.now)
+
+    @cached_property
+    def bulk(self) -> BulkService:
+        from tarefa.bulk import BulkService
+
+        return BulkService(self.store, self.engine_store, self.jobs, now=self.now)
 
     @cached_property
     def worker(self) -> Worker:
@@ -153,6 +213,7 @@ class Container:
             services=self.job_services,
             delay_speedup=s.delay_speedup,
             sensitive=self.sensitive,
+            on_end=self.job_ended,
         )
 
     @cached_property
@@ -168,6 +229,7 @@ class Container:
             steps=self.store,
             enqueue=self.jobs.enqueue_for,
             wake=self.jobs.run_now,
+            webhooks=lambda: self.webhooks,
         )
 
     @cached_property
@@ -199,6 +261,7 @@ class Container:
             s.worker_timeout_seconds,
             now=self.now,
             cache=self.cache,
+            on_end=self.job_ended,
         )
 
     @cached_property
@@ -231,6 +294,7 @@ class Container:
             now=self.now,
             lease_seconds=self.settings.worker_timeout_seconds,
             redact=self._redact_payload,
+            on_end=self.job_ended,
         )
 
     def _redact_payload(self, job_type: str, payload: Any) -> Any:

@@ -85,7 +85,12 @@ class Worker:
         sleep: Callable[[float], None] = time.sleep,
         delay_speedup: float = 1.0,
         sensitive: SensitiveFields | None = None,
+        on_end: Callable[[Job], object] | None = None,
     ) -> None:
+        # Posts the callback of a job that ended (tarefa.webhooks): called after every write that
+        # ends a job and whenever a message finds its job ended, so a crash between the write and
+        # the callback is made good by the message's redelivery (the callback is keyed: one).
+        self.on_end = on_end
         self.sensitive = sensitive or SensitiveFields(None)
         self.store = store
         self.queue = queue
@@ -175,6 +180,7 @@ class Worker:
                 self.store.put(failed, expected_version=None)
                 metrics.add_metric("JobsFailed", MetricUnit.Count, 1)
                 logger.warning("external job rejected: invalid payload")
+                self._ended(failed)
                 return None
             if job_type.sensitive_fields:  # sent in the clear straight to SQS: sealed before it is stored
                 canonical = validated.model_dump(mode="json", by_alias=True)
@@ -207,6 +213,7 @@ class Worker:
             if message.wake > job.wake and now - job.updated_at < RETRY_SAVE_GRACE:
                 return self._keep(ref, 2)  # a retry's message, ahead of the retry's own save
             logger.debug("job already %s; message dropped", job.status)
+            self._ended(job)
             return DONE
         if message.wake < job.wake:
             logger.debug("message predates the job's wake-up; dropped")
@@ -273,6 +280,7 @@ class Worker:
             if lost.status == JobStatus.FAILED:
                 self.store.put(lost, expected_version=job.version)
                 metrics.add_metric("JobsFailed", MetricUnit.Count, 1)
+                self._ended(lost)
                 return None
             claimed = self._claimed(lost, now).model_copy(update={"version": job.version + 1})
         else:
@@ -401,16 +409,21 @@ class Worker:
         for pause in (*OUTCOME_WRITE_PAUSES, None):
             try:
                 self.store.put(done, expected_version=job.version)
-                metrics.add_metric("JobsCompleted", MetricUnit.Count, 1)
-                logger.debug("job completed", extra={"attempt": job.attempts})
-                return DONE
             except ConflictError:
+                if done.callback_url and self._landed(done):  # an earlier try's answer was lost
+                    self._ended(done)
+                    return DONE
                 logger.warning("job changed while it ran; outcome %s discarded", done.status)
                 return DONE
             except Exception:
                 if pause is None:
                     break
                 self.sleep(pause)
+            else:
+                metrics.add_metric("JobsCompleted", MetricUnit.Count, 1)
+                logger.debug("job completed", extra={"attempt": job.attempts})
+                self._ended(done)  # outside the write's try: its failure keeps the message
+                return DONE
         logger.warning("could not record the outcome; it is kept for the next delivery", exc_info=True)
         steps = self.services.steps
         if steps is not None:
@@ -435,6 +448,7 @@ class Worker:
             return DONE
         metrics.add_metric("JobsCompleted", MetricUnit.Count, 1)
         logger.info("recorded the outcome an earlier invocation could not write")
+        self._ended(done)
         return DONE
 
     def _wait(self, job: Job, ref: QueueMessageRef, wait: RetryLater, secrets: Sequence[str] = ()) -> Outcome:
@@ -498,10 +512,18 @@ class Worker:
             error_details=scrub_json(details, scrubber(secrets)),
             processing_completed_at=now,
         )
-        self._save(job, failed)
+        saved = self._save(job, failed)
         metrics.add_metric("JobsFailed", MetricUnit.Count, 1)
         logger.info("job failed", extra={"attempt": job.attempts, "code": code})
+        if saved:
+            self._ended(failed)
         return DONE
+
+    def _ended(self, job: Job) -> None:
+        """The job ended: its callback, if it has one. A failure here raises, so the message
+        stays and its next delivery (which finds the job ended) tries again."""
+        if job.callback_url and self.on_end is not None:
+            self.on_end(job)
 
     def _save(self, old: Job, new: Job) -> bool:
         """Record an attempt's end (RETRYING, FAILED), retried within the invocation like the
@@ -562,6 +584,7 @@ class Worker:
         now = self.now()
         for _ in range(3):
             job = self.store.get(job_id)
+            dead: Job | None = None
             try:
                 if job is None:
                     dead = _record_of(job_id, message, ref, now).transition(
@@ -584,9 +607,14 @@ class Worker:
                         else job.transition(JobStatus.FAILED, now, **update)
                     )
                     self.store.put(dead, expected_version=job.version)
-                return DONE
             except ConflictError:
                 continue
+            if dead is not None and dead.callback_url:
+                try:  # the message is in the DLQ already: a raise would only send it twice
+                    self._ended(dead)
+                except Exception:
+                    logger.warning("could not post a dead-lettered job's callback", exc_info=True)
+            return DONE
         return DONE
 
 
@@ -606,6 +634,7 @@ def _record_of(job_id: str, message: QueueMessage | None, ref: QueueMessageRef, 
         updated_at=now,
         run_at=message.run_at,
         sealed=message.sealed,
+        callback_url=message.callback_url,
     )
 
 

@@ -51,6 +51,8 @@ class EmulatorClients:
         self.lambda_ = session.client("lambda")
         self.iam = session.client("iam")
         self.kms = session.client("kms")  # the key that seals sensitive payload fields
+        self.scheduler = session.client("scheduler")  # the user schedules' group (tarefa.schedules)
+        self.sesv2 = session.client("sesv2")  # the template's SES identities (a sender)
         # botocore would send stream calls to an account-based endpoint the mock does not know.
         no_account_endpoint = Config(account_id_endpoint_mode="disabled")
         self.streams = session.client("dynamodbstreams", config=no_account_endpoint)

@@ -3,6 +3,7 @@ functions, their environment and their event sources for the local runtime."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -149,6 +150,8 @@ def provision(
         )
 
     _kms_keys(clients, resources, resolver)
+    _schedule_groups(clients, resources, resolver)
+    _ses_identities(clients, resources, resolver)
     mappings = _event_source_mappings(clients, resources, resolver)
     for logical_id in resources:  # what other resources' !Ref gives, locally
         resolver.refs.setdefault(logical_id, f"local-{logical_id}")
@@ -164,6 +167,19 @@ def provision(
             continue
         outputs[name] = str(resolver.resolve(spec["Value"]))
     return Stack(functions, queue_urls, tables, outputs)
+
+
+def _schedule_groups(clients: Any, resources: dict[str, Any], resolver: Resolver) -> None:
+    """The template's EventBridge Scheduler groups, where the API puts user schedules (the local
+    scheduler, tarefa/local/schedules.py, fires what is in them)."""
+    scheduler = getattr(clients, "scheduler", None)
+    for logical_id, spec in resources.items():
+        if spec["Type"] != "AWS::Scheduler::ScheduleGroup" or not resolver.exists(spec) or scheduler is None:
+            continue
+        name = resolver.resolve(spec["Properties"])["Name"]
+        with contextlib.suppress(scheduler.exceptions.ConflictException):
+            scheduler.create_schedule_group(Name=name)
+        resolver.refs[logical_id] = name
 
 
 def _kms_keys(clients: Any, resources: dict[str, Any], resolver: Resolver) -> None:
@@ -193,6 +209,21 @@ def _kms_keys(clients: Any, resources: dict[str, Any], resolver: Resolver) -> No
         props = resolver.resolve(spec["Properties"])
         clients.kms.create_alias(AliasName=props["AliasName"], TargetKeyId=props["TargetKeyId"])
         resolver.refs[logical_id] = props["AliasName"]
+
+
+def _ses_identities(clients: Any, resources: dict[str, Any], resolver: Resolver) -> None:
+    """The template's SES identities (a sender's domain or address), created in the emulator,
+    which counts them verified at once (on AWS the domain's DNS records verify it)."""
+    for logical_id, spec in resources.items():
+        if spec["Type"] != "AWS::SES::EmailIdentity" or not resolver.exists(spec):
+            continue
+        identity = str(resolver.resolve(spec["Properties"]["EmailIdentity"]))
+        sesv2 = getattr(clients, "sesv2", None)
+        if sesv2 is None:  # clients of an older caller: nothing sends e-mail there
+            continue
+        with contextlib.suppress(sesv2.exceptions.AlreadyExistsException):
+            sesv2.create_email_identity(EmailIdentity=identity)
+        resolver.refs[logical_id] = identity
 
 
 def _event_source_mappings(clients: Any, resources: dict[str, Any], resolver: Resolver) -> dict[str, str]:

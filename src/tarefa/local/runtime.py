@@ -59,13 +59,21 @@ def load_handler(function: Function) -> Handler:
 
 
 def match_route(routes: list[HttpRoute], method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
-    """The template's route for a request, with its path parameters (API Gateway's matching)."""
-    for route in routes:
+    """The template's route for a request, with its path parameters (API Gateway's matching:
+    the most specific route wins, so a static segment beats a {parameter} in its place, e.g.
+    GET /webhooks/whatsapp before GET /webhooks/{subscriptionId}, whatever their order)."""
+    for route in sorted(routes, key=_specificity):
         pattern = "^" + re.sub(r"\\{([^}+]+)\\}", r"(?P<\1>[^/]+)", re.escape(route.path)) + "$"
         found = re.match(pattern, path)
         if found and route.method in (method, "ANY"):
             return route, found.groupdict()
     return None
+
+
+def _specificity(route: HttpRoute) -> tuple[int, ...]:
+    """Sorts static segments before parameters, position by position (a stable sort keeps the
+    template's order among equals)."""
+    return tuple(1 if segment.startswith("{") else 0 for segment in route.path.strip("/").split("/"))
 
 
 def invoke(function: Function, handler: Handler, event: dict[str, Any]) -> Any:

@@ -9,10 +9,12 @@ when the expression is parsed, so a scheduler finds out at start-up rather than 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
 CRON = re.compile(r"^cron\((.+)\)$")
@@ -161,3 +163,118 @@ def _value(token: str, field: _Field, bad: Callable[[str], ValueError]) -> int:
     if not field.low <= value <= field.high:
         raise bad(f"{value} is outside {field.low}-{field.high}")
     return value
+
+
+# -- user schedules (POST /schedules): the local stack plays EventBridge Scheduler ---------------
+class UserScheduleRunner:
+    """Fires the schedules the API put in the stage's Scheduler group, as Scheduler would: the
+    schedule's definition is read from the emulator's Scheduler (moto stores them and fires
+    nothing), its next firing comes from the engine's calculator (tarefa.cron, the same one
+    nextRunAt uses), and a firing sends the target's Input, with <aws.scheduler.scheduled-time>
+    replaced by the firing's time, to the target queue. `speedup` compresses rate schedules
+    (an interval of N s fires every N/speedup s, labelled with the wall-clock second it fires);
+    cron schedules keep real time. What differs from AWS: no retries of a failed send, no
+    flexible windows, and a firing missed while the stack was down is not made up."""
+
+    SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
+
+    def __init__(self, scheduler: Any, sqs: Any, group: str, speedup: float = 1.0) -> None:
+        self.scheduler = scheduler
+        self.sqs = sqs
+        self.group = group
+        self.speedup = speedup
+        self.due: dict[str, tuple[str, datetime]] = {}  # name -> (definition's fingerprint, next firing)
+        self._queue_urls: dict[str, str] = {}
+
+    def tick(self, now: datetime) -> list[str]:
+        """Send every firing due at `now`; the message bodies sent."""
+        sent: list[str] = []
+        seen: set[str] = set()
+        for name in self._names():
+            seen.add(name)
+            detail = self.scheduler.get_schedule(Name=name, GroupName=self.group)
+            if detail.get("State") != "ENABLED":
+                self.due.pop(name, None)
+                continue
+            fingerprint = json.dumps(
+                [detail["ScheduleExpression"], detail.get("ScheduleExpressionTimezone"), detail["Target"]],
+                sort_keys=True,
+                default=str,
+            )
+            known = self.due.get(name)
+            if known is None or known[0] != fingerprint:
+                first = self._first(detail, now)
+                if first is None:
+                    continue
+                self.due[name] = (fingerprint, first)
+            due = self.due[name][1]
+            if due > now:
+                continue
+            sent.append(self.fire(detail, due))
+            following = self._after(detail, max(due, now))
+            if following is None:
+                self.due.pop(name)
+            else:
+                self.due[name] = (fingerprint, following)
+        for gone in set(self.due) - seen:
+            del self.due[gone]
+        return sent
+
+    def fire(self, detail: dict[str, Any], at: datetime) -> str:
+        """One firing of a schedule (as get_schedule describes it) at `at`: what Scheduler sends."""
+        target = detail["Target"]
+        label = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = str(target["Input"]).replace(self.SCHEDULED_TIME, label)
+        self.sqs.send_message(QueueUrl=self._queue_url(target["Arn"]), MessageBody=body)
+        return body
+
+    def _names(self) -> list[str]:
+        names: list[str] = []
+        token: str | None = None
+        while True:
+            extra = {"NextToken": token} if token else {}
+            page = self.scheduler.list_schedules(GroupName=self.group, **extra)
+            names += [s["Name"] for s in page.get("Schedules", [])]
+            token = page.get("NextToken")
+            if not token:
+                return names
+
+    def _first(self, detail: dict[str, Any], now: datetime) -> datetime | None:
+        from tarefa import cron
+
+        parsed = cron.parse(detail["ScheduleExpression"])
+        changed = _aware(detail.get("LastModificationDate")) or now
+        if isinstance(parsed, cron.Rate) and self.speedup != 1:
+            start = _aware(detail.get("StartDate")) or changed
+            wait = max(0.0, (start - now).total_seconds()) / self.speedup
+            return now + timedelta(seconds=wait)
+        return self._next(detail, changed - timedelta(microseconds=1))
+
+    def _after(self, detail: dict[str, Any], moment: datetime) -> datetime | None:
+        from tarefa import cron
+
+        parsed = cron.parse(detail["ScheduleExpression"])
+        if isinstance(parsed, cron.Rate) and self.speedup != 1:
+            return moment + timedelta(seconds=max(1.0, parsed.seconds / self.speedup))
+        return self._next(detail, moment)
+
+    def _next(self, detail: dict[str, Any], after: datetime) -> datetime | None:
+        from tarefa import cron
+
+        parsed = cron.parse(detail["ScheduleExpression"])
+        zone = cron.zone_of(detail.get("ScheduleExpressionTimezone") or "UTC")
+        anchor = _aware(detail.get("StartDate")) or _aware(detail.get("CreationDate")) or after
+        return cron.next_fire(parsed, after, zone, anchor)
+
+    def _queue_url(self, arn: str) -> str:
+        if arn not in self._queue_urls:
+            self._queue_urls[arn] = self.sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]
+        return self._queue_urls[arn]
+
+
+def _aware(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value)).astimezone(UTC)

@@ -40,7 +40,7 @@ from tarefa.local.environments import (
 from tarefa.local.provision import Function, ScheduleSource, SqsSource
 from tarefa.local.runtime import Handler, StreamPoller, invoke, match_route, process_batch, receive
 from tarefa.local.sandboxes import job_modules, start_sandboxes
-from tarefa.local.schedules import Cron, parse_schedule
+from tarefa.local.schedules import Cron, UserScheduleRunner, parse_schedule
 
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's own limit for HTTP APIs
 # Connections the API's socket holds before accept(): with the standard library's 5, a crowd of
@@ -415,8 +415,18 @@ class LocalStack:
         started = time.monotonic()
         next_rate = {s.name: started + every for _, s, every, _ in plans if every is not None}
         last_cron_minute: dict[str, str] = {}
+        users = self._user_schedules()
+        next_user_tick = 0.0
         while not self.stopping.wait(0.2):
             now = datetime.now(UTC)
+            if users is not None and time.monotonic() >= next_user_tick:
+                next_user_tick = time.monotonic() + 0.5
+                try:
+                    for body in users.tick(now):
+                        self.log(f"CRON user schedule fired -> {json.loads(body).get('jobId')}")
+                except Exception as exc:
+                    if not self.stopping.is_set():
+                        self.log(f"CRON user schedules failed: {type(exc).__name__}: {exc}")
             for function, schedule, every, cron in plans:
                 if every is not None:
                     if time.monotonic() < next_rate[schedule.name]:
@@ -429,6 +439,17 @@ class LocalStack:
                         continue
                     last_cron_minute[schedule.name] = minute
                 self.fire(function, handlers[function.logical_id], schedule)
+
+    def _user_schedules(self) -> UserScheduleRunner | None:
+        """The schedules users create through the API (POST /schedules) live in the emulator's
+        Scheduler group; this plays Scheduler for them (tarefa/local/schedules.py)."""
+        group = os.environ.get("SCHEDULE_GROUP", "")
+        if not group:
+            return None
+        import boto3
+
+        scheduler = boto3.session.Session().client("scheduler", endpoint_url=self.aws_url)
+        return UserScheduleRunner(scheduler, self.app.sqs, group, self.schedule_speedup)
 
     def fire(self, function: Function, handler: Handler, schedule: ScheduleSource) -> None:
         try:

@@ -64,7 +64,7 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
 
 @dataclass
 class Resolver:
-    """Resolves Ref, GetAtt, Sub, If, FindInMap, Equals, Join, Not, And, Or and Condition
+    """Resolves Ref, GetAtt, Sub, If, FindInMap, Equals, Join, Select, Split, Not, And, Or and Condition
     against local values."""
 
     template: dict[str, Any]
@@ -113,6 +113,12 @@ class Resolver:
         if key == "Fn::Join":
             separator, items = arg
             return separator.join(str(v) for v in self.resolve(items))
+        if key == "Fn::Select":
+            index, items = self.resolve(arg)
+            return items[int(index)]
+        if key == "Fn::Split":
+            separator, text = self.resolve(arg)
+            return str(text).split(str(separator))
         if key == "Condition":
             return self.condition(arg)
         if key == "Fn::Not":

@@ -394,6 +394,7 @@ class FakeJobContext(JobContext):
         delay_seconds: int = 0,
         max_attempts: int | None = None,
         order_id: str | None = None,
+        callback_url: str | None = None,
     ) -> str:
         job_id = str(uuid.uuid5(uuid.NAMESPACE_URL, self.step_key(f"enqueue:{step or job_type}")))
         self.enqueued.append(Enqueued(job_type, payload, step, delay_seconds, job_id))

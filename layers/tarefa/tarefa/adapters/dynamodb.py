@@ -1,8 +1,9 @@
 """Jobs and idempotency keys in DynamoDB.
 
 Items are written whole with a condition on the version read (optimistic locking); the index
-attributes are derived here from the job, so the core never sees them. All four indexes are
-KEYS_ONLY and sharded: at 1,000 jobs/s no index partition takes more than a few hundred writes.
+attributes are derived here from the job, so the core never sees them. The four listing and
+sweep indexes are KEYS_ONLY, ByStatus (bulk operations) projects type, createdAt and version;
+all are sharded: at 1,000 jobs/s no index partition takes more than a few hundred writes.
 """
 
 from __future__ import annotations
@@ -24,10 +25,25 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
+    from tarefa.bulk import BulkFilter, IndexPage
+
 LIST_SHARDS = 4  # ByUser and ByCreated: written once per job
 SWEEP_SHARDS = 8  # Sweep: written on every claim and finish
 JSON_FIELDS = ("payload", "result", "errorDetails", "progress", "sealed")  # sealed: tarefa.sensitive
-INDEX_ATTRIBUTES = ("userShard", "allShard", "createdKey", "sweepShard", "sweepAt", "expiresAt")
+INDEX_ATTRIBUTES = (
+    "userShard",
+    "allShard",
+    "createdKey",
+    "sweepShard",
+    "sweepAt",
+    "expiresAt",
+    "bulkShard",
+    "bulkKey",
+)
+# ByStatus (bulk cancel and retry, tarefa.bulk): written only while a job is in one of these,
+# sharded by job id (tarefa.bulk.BULK_SHARDS, pinned equal by a test).
+BULK_STATUSES = frozenset({JobStatus.PENDING, JobStatus.RETRYING, JobStatus.FAILED})
+BULK_SHARDS = 8
 
 
 def shard_of(job_id: str, shards: int) -> int:
@@ -189,6 +205,41 @@ class DynamoJobStore:
         ordered = [jobs[job_id] for _, job_id in entries if job_id in jobs]
         return ListPage(ordered, entries[-1][0] if more and entries else None)
 
+    # -- bulk operations' index (ByStatus: sparse, sharded, owner then creation order) -----------
+    def actionable_page(
+        self,
+        status: JobStatus,
+        shard: int,
+        query: BulkFilter,
+        start_key: dict[str, Any] | None,
+        limit: int,
+    ) -> IndexPage:
+        """One page of a shard's jobs in `status` (an owner's key range, or all of it), the
+        type and creation filters applied to the projected attributes."""
+        from tarefa.bulk import IndexPage, Listed
+
+        extra: dict[str, Any] = {"ExclusiveStartKey": start_key} if start_key else {}
+        page = self.client.query(
+            TableName=self.table,
+            IndexName="ByStatus",
+            Limit=limit,
+            **_bulk_condition(status, shard, query),
+            **extra,
+        )
+        entries = [
+            Listed(job_id=i["jobId"]["S"], version=int(i["version"]["N"]))
+            for i in page["Items"]
+            if _bulk_matches(i, query)
+        ]
+        return IndexPage(entries, page.get("LastEvaluatedKey"))
+
+    def count_actionable(self, status: JobStatus, shard: int, query: BulkFilter) -> int:
+        return sum(
+            1
+            for item in self._query_all(IndexName="ByStatus", **_bulk_condition(status, shard, query))
+            if _bulk_matches(item, query)
+        )
+
     def _batch_get(self, job_ids: list[str]) -> dict[str, Job]:
         found: dict[str, Job] = {}
         keys: list[dict[str, AttributeValueTypeDef]] = [{"jobId": {"S": j}} for j in job_ids]
@@ -230,9 +281,36 @@ class DynamoJobStore:
             kind, at = sweep
             item["sweepShard"] = {"S": f"{kind}#{shard_of(job.job_id, SWEEP_SHARDS)}"}
             item["sweepAt"] = {"N": _epoch(at)}
+        if job.status in BULK_STATUSES:
+            item["bulkShard"] = {"S": f"{job.status}#{shard_of(job.job_id, BULK_SHARDS)}"}
+            item["bulkKey"] = {"S": f"{job.user_id or '-'}#{job.listing_key}"}
         if job.status in TERMINAL:
             item["expiresAt"] = {"N": str(int((job.updated_at + self.retention).timestamp()))}
         return item
+
+
+def _bulk_condition(status: JobStatus, shard: int, query: BulkFilter) -> dict[str, Any]:
+    values: dict[str, AttributeValueTypeDef] = {":p": {"S": f"{status}#{shard}"}}
+    condition = "bulkShard = :p"
+    if query.owner is not None:
+        after = query.created_after.astimezone(UTC).isoformat() if query.created_after else ""
+        before = query.created_before.astimezone(UTC).isoformat() if query.created_before else "~"
+        condition += " AND bulkKey BETWEEN :lo AND :hi"
+        values[":lo"] = {"S": f"{query.owner}#{after}"}
+        values[":hi"] = {"S": f"{query.owner}#{before}"}
+    return {"KeyConditionExpression": condition, "ExpressionAttributeValues": values}
+
+
+def _bulk_matches(item: dict[str, Any], query: BulkFilter) -> bool:
+    """The filters the key cannot express, on the projected type and createdAt."""
+    if query.type is not None and item.get("type", {}).get("S") != query.type:
+        return False
+    if query.created_after is None and query.created_before is None:
+        return True
+    created = datetime.fromisoformat(item["createdAt"]["S"])
+    return (query.created_after is None or created >= query.created_after) and (
+        query.created_before is None or created < query.created_before
+    )
 
 
 def _sweep_of(job: Job) -> tuple[Sweep, datetime] | None:
