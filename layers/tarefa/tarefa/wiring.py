@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tarefa.cache import Cache
     from tarefa.context import JobServices
     from tarefa.deadletters import DeadLetters
+    from tarefa.flow import FlowControl
     from tarefa.jobs import JobService
     from tarefa.maintenance import Maintenance
     from tarefa.outbound import OutboundHttp
@@ -110,6 +111,7 @@ class Container:
     @cached_property
     def queue(self) -> SqsJobQueue:
         from tarefa.adapters.sqs import SqsJobQueue
+        from tarefa.flow import message_group
 
         s = self.settings
         return SqsJobQueue(
@@ -120,7 +122,17 @@ class Container:
                 Priority.LOW: s.low_queue_url,
             },
             {Priority.HIGH: s.high_dlq_url, Priority.MEDIUM: s.medium_dlq_url, Priority.LOW: s.low_dlq_url},
+            # every message's fair-queue group: its type's fairness_key, else its owner
+            group_of=lambda body: message_group(body, lambda: self.registry),
         )
+
+    @cached_property
+    def flow(self) -> FlowControl:
+        """Concurrency slots, unique keys and debounce bursts, in the idempotency table."""
+        from tarefa.adapters.dynamodb_flow import DynamoFlowStore
+        from tarefa.flow import FlowControl
+
+        return FlowControl(DynamoFlowStore(self.dynamodb, self.settings.idempotency_table), now=self.now)
 
     @cached_property
     def jobs(self) -> JobService:
@@ -135,6 +147,7 @@ class Container:
             retention=timedelta(seconds=self.settings.job_retention_seconds),
             delay_speedup=self.settings.delay_speedup,
             sensitive=self.sensitive,
+            flow=self.flow,
         )
 
     @cached_property
@@ -153,6 +166,7 @@ class Container:
             services=self.job_services,
             delay_speedup=s.delay_speedup,
             sensitive=self.sensitive,
+            flow=self.flow,
         )
 
     @cached_property
