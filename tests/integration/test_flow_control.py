@@ -257,6 +257,20 @@ def test_a_never_quiet_stream_still_runs_by_the_max_wait(rig: Rig) -> None:
             assert job["errorDetails"]["debouncedBy"] in completed
 
 
+def test_a_debounced_job_retried_by_its_owner_runs_whatever_its_key_did_since(rig: Rig) -> None:
+    # Given a debounced job that ran and failed, and a new burst for its key since
+    failed = rig.job("flow.sync", key="k", seq=1, fail=True)
+    rig.later(6)
+    assert job_of(rig.app, failed)["status"] == "FAILED"
+    later = rig.job("flow.sync", key="k", seq=2)
+    # When its owner retries it, it runs (a retry is not debounced), and so does the new burst
+    assert rig.app.api("POST", f"/jobs/{failed}/retry", {}, ALICE).status == 202
+    rig.later(1)
+    assert job_of(rig.app, failed)["status"] == "COMPLETED"
+    rig.later(6)
+    assert job_of(rig.app, later)["status"] == "COMPLETED"
+
+
 def test_another_key_and_another_owner_debounce_apart(rig: Rig) -> None:
     ids = [rig.job("flow.sync", key="k", seq=1), rig.job("flow.sync", key="j", seq=2)]
     ids.append(rig.job("flow.sync", BOB, key="k", seq=3))

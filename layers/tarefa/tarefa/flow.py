@@ -15,12 +15,14 @@ own partition): no key of any option is hot unless one user's one key is.
   conditional PutItem takes it at enqueue. A holder that is terminal (or gone) is stale and is
   taken over with a write conditioned on that holder, so nothing needs releasing when a job ends.
 - Debounce: `debounce#<type>#<digest of owner and key>` holds the burst: its first enqueue's time,
-  the latest job and, once decided, the winner. Each enqueue makes itself the latest (one
-  UpdateItem) and is due after the period, or at the max wait, whichever is sooner. When a job's
-  turn comes, the latest runs (it marks itself winner); any other is CANCELLED (DEBOUNCED) with
-  `debouncedBy` naming the key's latest job at that moment, which is the job that ran for its
-  burst. A job whose turn comes past the burst's max wait closes it for the latest (a
-  `debounce-won#<job>` marker), so a never-quiet stream runs by the max wait.
+  the latest job and, once decided, the winner (and the burst before's winner). Each enqueue
+  makes itself the latest (one UpdateItem) and is due after the period, or at the max wait,
+  whichever is sooner. When a job's turn comes the latest marks itself winner and runs; an
+  earlier one waits until its burst is decided (a second after the latest's turn) and then ends
+  CANCELLED (DEBOUNCED) with `debouncedBy` naming the winner: the job that ran for its burst. A
+  job whose turn comes past the burst's max wait closes it for the latest (a
+  `debounce-won#<job>` marker), so a never-quiet stream runs by the max wait. A latest that was
+  cancelled, or never recorded (its enqueue failed), hands the run to the job that finds it.
 """
 
 from __future__ import annotations

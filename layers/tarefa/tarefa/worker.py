@@ -338,9 +338,12 @@ class Worker:
 
     def _debounced(self, job_type: JobType, job: Job, ref: QueueMessageRef) -> Outcome | None:
         """A debounced job whose turn came: None when it runs for its burst; DONE once it is
-        CANCELLED (DEBOUNCED) for a later one. Only a job's first run is debounced."""
+        CANCELLED (DEBOUNCED) for a later one. Only a job's first run is debounced: not its
+        retries, nor a run after POST /jobs/{id}/retry (it ran before: last_attempt_at)."""
         policy = job_type.policy
-        if policy.debounce is None or self.flow is None or job.status != JobStatus.PENDING or job.attempts:
+        if policy.debounce is None or self.flow is None or job.status != JobStatus.PENDING:
+            return None
+        if job.last_attempt_at is not None:
             return None
         key_of = policy.debounce_key
         key = (

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tarefa import JobContext, JobPolicy, job_type
+from tarefa import JobContext, JobPolicy, PermanentJobError, job_type
 
 
 class WorkerKilled(BaseException):
@@ -28,6 +28,7 @@ class Recorder:
         self.depth = 0
         self.max_depth = 3
         self.killed: set[str] = set()  # jobs whose worker was killed once
+        self.failed: set[str] = set()  # jobs that failed once
 
     def enter(self, key: str) -> None:
         with self.lock:
@@ -61,6 +62,7 @@ class Work(BaseModel):
     key: str = Field(min_length=1, max_length=100)
     seq: int = 0
     kill: bool = False
+    fail: bool = False  # its first run fails for good (a retry by its owner then runs it)
 
 
 def _key(payload: Work) -> str:
@@ -72,6 +74,9 @@ def _run(name: str, payload: Work, ctx: JobContext) -> dict[str, Any]:
         RECORDER.killed.add(ctx.job_id)
         RECORDER.enter(payload.key)  # it dies running: it never leaves
         raise WorkerKilled(f"{name}: the process is gone")
+    if payload.fail and ctx.job_id not in RECORDER.failed:
+        RECORDER.failed.add(ctx.job_id)
+        raise PermanentJobError(f"{name}: refused", code="REFUSED")
     RECORDER.run(name, payload.key, payload.seq)
     return {"key": payload.key, "seq": payload.seq}
 
