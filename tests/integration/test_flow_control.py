@@ -169,6 +169,33 @@ def test_a_slot_held_by_a_killed_worker_frees_itself_after_its_lease(rig: Rig) -
     assert rig.settle([killed], step=60)[0]["status"] == "COMPLETED"
 
 
+def test_a_worker_killed_between_taking_a_slot_and_claiming_the_job_retakes_it(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a worker killed right after it took the job's slot, before its claim was written
+    worker = wiring.container().worker
+    claim = worker._claim
+    killed: list[str] = []
+
+    def dies_once(job: Any) -> Any:
+        if not killed:
+            killed.append(job.job_id)
+            raise WorkerKilled("gone between the slot and the claim")
+        return claim(job)
+
+    monkeypatch.setattr(worker, "_claim", dies_once)
+    job = rig.job("flow.session", key="s1")
+    with pytest.raises(WorkerKilled):
+        rig.app.drain()
+    assert job_of(rig.app, job)["status"] == "PENDING"
+    # When its message comes back, well before the slot's lease ends, the job takes its own
+    # slot again and runs once
+    rig.later(1)
+    done = job_of(rig.app, job)
+    assert (done["status"], done["attempts"]) == ("COMPLETED", 1)
+    assert [seq for t, _, seq in RECORDER.ran if t == "flow.session"] == [0]
+
+
 # -- unique while active -------------------------------------------------------------------------
 
 

@@ -321,3 +321,17 @@ def test_debounce_a_latest_that_was_cancelled_hands_the_run_to_another() -> None
     flow.debounce_enqueue("r", jobs["j1"], 5, 60)
     jobs["j1"] = _job("j1", JobStatus.CANCELLED)  # its owner cancelled it
     assert flow.debounce_turn("r", jobs["j0"], 5, 60, jobs.get).run
+
+
+def test_debounce_a_latest_never_recorded_is_given_up_after_the_grace() -> None:
+    # Given a burst whose latest enqueue crashed after it updated the record, before its job
+    # was recorded (so it will never come up)
+    clock = Clock()
+    jobs = {"j0": _job("j0", JobStatus.PENDING)}
+    flow = FlowControl(MemoryFlowStore(), now=clock)
+    flow.debounce_enqueue("r", jobs["j0"], 5, 60)
+    flow.debounce_enqueue("r", _job("ghost", JobStatus.PENDING), 5, 60)
+    # Then within the grace the earlier job waits for it, and after it the earlier job runs
+    assert flow.debounce_turn("r", jobs["j0"], 5, 60, jobs.get).wait is not None
+    clock.at += timedelta(seconds=61)
+    assert flow.debounce_turn("r", jobs["j0"], 5, 60, jobs.get).run
