@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test unit integration infra e2e check lint typecheck bench bench-payments bench-guests bench-local load chaos fuzz build clean
+.PHONY: install run test unit integration infra e2e check lint typecheck bench bench-payments bench-guests bench-local bench-fairness load chaos fuzz build clean
 
 # What the tests take from the machine, found on the PATH: Chromium and its ChromeDriver (the
 # dashboard tests) and redis-server (the Redis-backed tests; `.[dev]` brings one into the venv on
@@ -106,6 +106,11 @@ load: $(LOAD_STAMP)
 # guests at once); merged into bench/results.json as "local_api" -> "after". Never fails.
 bench-local: $(STAMP)
 	$(BIN)/python bench/local_burst.py
+
+# What one tenant's burst (2,000 jobs) does to another's 10 without fair queues, on moto:
+# "fairness" in bench/results.json (README "Flow control"). Never fails.
+bench-fairness: $(STAMP)
+	$(BIN)/python bench/fairness.py
 
 # The payments workload alone (bench/payments_bench.py): AWS requests, DynamoDB units, Lambda GB-s
 # and $ per million payments (card APRO; PIX paid on the 1st and 3rd poll), and the card payments

@@ -485,7 +485,12 @@ def test_the_worker_may_record_steps_enqueue_chained_jobs_and_read_its_secrets()
     by_sid = {s["Sid"]: s for s in statements("WorkerFunction")}
     # A chained enqueue is a TransactWriteItems of one PutItem on each table: IAM checks PutItem.
     assert set(by_sid["Jobs"]["Action"]) >= {"dynamodb:PutItem"}
-    assert by_sid["IdempotencyKeysAndSteps"]["Action"] == ["dynamodb:GetItem", "dynamodb:PutItem"]
+    assert by_sid["IdempotencyKeysAndSteps"]["Action"] == [
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",  # flow control: debounce bursts
+        "dynamodb:DeleteItem",  # flow control: freed slots and unique keys
+    ]
     assert by_sid["IdempotencyKeysAndSteps"]["Resource"] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
     assert "dynamodb:TransactWriteItems" not in {a for s in by_sid.values() for a in s["Action"]}
     secrets = by_sid["JobSecrets"]

@@ -150,8 +150,10 @@ def test_the_demo_workload_runs_and_its_alias_is_listed(plugged: tuple[LocalApp,
         "maxAttempts",
         "timeoutSeconds",
         "sensitive",
+        "flowControl",
         "payloadSchema",
     }
+    assert greet["flowControl"] == {"fairness": "owner"}  # no flow control but the fair-queue group
 
 
 def test_an_unknown_type_lists_the_known_ones(plugged: tuple[LocalApp, Clock]) -> None:

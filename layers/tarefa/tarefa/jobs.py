@@ -30,6 +30,7 @@ from tarefa.errors import (
     QueueUnavailableError,
     ValidationFailedError,
 )
+from tarefa.flow import FlowControl
 from tarefa.job import CANCELLABLE, CamelModel, Job, JobStatus, Priority, utcnow
 from tarefa.jobtypes import JobType, JobTypeRegistry
 from tarefa.ports import JobQueue, JobStore, ListQuery
@@ -134,7 +135,9 @@ class JobService:
         sensitive: SensitiveFields | None = None,
         callback_allowed: Callable[[str, str], bool] | None = None,
         on_end: Callable[[Job], object] | None = None,
+        flow: FlowControl | None = None,
     ) -> None:
+        self.flow = flow
         self.sensitive = sensitive
         # (user id, url) -> whether url is one of the user's active webhook subscriptions; and
         # what posts a job's callback once it ended (tarefa.webhooks, wired in tarefa.wiring).
@@ -196,18 +199,52 @@ class JobService:
             existing = self._existing(key_id, now, fingerprint)
             if existing is not None:
                 return Enqueued(existing, created=False)
-        if job_type.sensitive_fields:  # sealed before anything is stored or sent
-            job = self._sealed(job_type, job)
-        key_expires = now + IDEMPOTENCY_WINDOW if key_id else None
-        if not job.held:
-            unsent = self._send_new(job, delay, key_id, key_expires, fingerprint)
-            if unsent is not None:
-                return self._not_sent(job, key_id, unsent)
-        enqueued = self._record_new(job, key_id, key_expires, now, fingerprint)
+        lock: str | None = None
+        if job_type.policy.unique_key is not None and self.flow is not None:
+            key = _policy_key(job_type.policy.unique_key, payload, "unique_key")
+            lock, active = self.flow.claim_unique(
+                job_type.name, caller.user_id, key, job.job_id, self.store.get, self.sleep
+            )
+            if active is not None:  # the owner's job with this key is still active: it is the answer
+                return Enqueued(active, created=False)
+        if job_type.policy.debounce is not None and self.flow is not None:
+            job, delay = self._debounce(caller, job_type, payload, job, delay)
+        try:
+            if job_type.sensitive_fields:  # sealed before anything is stored or sent
+                job = self._sealed(job_type, job)
+            key_expires = now + IDEMPOTENCY_WINDOW if key_id else None
+            if not job.held:
+                unsent = self._send_new(job, delay, key_id, key_expires, fingerprint)
+                if unsent is not None:
+                    return self._not_sent(job, key_id, unsent)
+            enqueued = self._record_new(job, key_id, key_expires, now, fingerprint)
+            if lock is not None and self.flow is not None and enqueued.job.job_id != job.job_id:
+                self.flow.release_unique(lock, job.job_id)  # another request's job won the key
+        except Exception:
+            if lock is not None and self.flow is not None:  # nothing (or a FAILED job) holds it
+                self.flow.release_unique(lock, job.job_id)
+            raise
         if enqueued.created:
             metrics.add_metric("JobsEnqueued", MetricUnit.Count, 1)
             logger.debug("job enqueued", extra={"job_id": job.job_id, "job_type": job.type})
         return enqueued
+
+    def _debounce(
+        self, caller: Caller, job_type: JobType, payload: BaseModel, job: Job, delay: int
+    ) -> tuple[Job, int]:
+        """Make the job its debounce key's latest; it is due when the key has been quiet for
+        the period, or at the burst's max wait (tarefa.flow)."""
+        assert self.flow is not None and job_type.policy.debounce is not None
+        key_of = job_type.policy.debounce_key
+        key = _policy_key(key_of, payload, "debounce_key") if key_of else "all"
+        record = self.flow.debounce_key(job_type.name, caller.user_id, key)
+        max_wait = job_type.debounce_max_wait or job_type.policy.debounce
+        wait = self.flow.debounce_enqueue(record, job, job_type.policy.debounce, max_wait)
+        delay = max(delay, scaled(wait, self.delay_speedup))
+        if not delay:
+            return job, 0
+        run_at = job.created_at + timedelta(seconds=delay)
+        return job.model_copy(update={"run_at": run_at, "held": delay > SQS_MAX_DELAY_SECONDS}), delay
 
     def _sealed(self, job_type: JobType, job: Job) -> Job:
         if self.sensitive is None:
@@ -531,6 +568,16 @@ def _fingerprint(request: EnqueueRequest, job_type: JobType) -> str:
     if job_type.sensitive_fields:
         body["payload"] = redact(job_type, body.get("payload"))
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
+
+
+def _policy_key(key_of: Callable[[Any], str], payload: BaseModel, name: str) -> str:
+    """A flow-control key of the validated payload; a payload the key cannot read is refused."""
+    try:
+        return str(key_of(payload))
+    except Exception as exc:
+        raise ValidationFailedError(
+            f"The payload has no {name} value", [{"field": "payload", "message": type(exc).__name__}]
+        ) from None
 
 
 def _key_id(caller: Caller, key: str) -> str:

@@ -48,8 +48,26 @@ class JobPolicy:
     # Top-level payload fields (by name or alias) that are encrypted before the job is stored or
     # sent, opened only for the handler, and read "[redacted]" everywhere else (tarefa.sensitive).
     sensitive: Sequence[str] = ()
+    # Flow control (tarefa.flow; README "Flow control"), each off unless set. The key functions
+    # get the validated payload, as `rate_key` does.
+    # At most `concurrency` jobs of one `concurrency_key(payload)` run at once (one shared key
+    # when None), across every worker invocation: a job over it waits, its attempts untouched.
+    concurrency: int | None = None
+    concurrency_key: Callable[[Any], str] | None = None
+    # While a job of the caller's `unique_key(payload)` is PENDING, PROCESSING or RETRYING, a
+    # second enqueue with that key returns it (200, as an idempotency key does).
+    unique_key: Callable[[Any], str] | None = None
+    # A burst of enqueues for one `debounce_key(payload)` runs once, the last one, after the key
+    # was quiet for `debounce` s and never later than `debounce_max_wait` s after the first
+    # (10 x debounce when None); the others end CANCELLED (DEBOUNCED).
+    debounce: int | None = None
+    debounce_key: Callable[[Any], str] | None = None
+    debounce_max_wait: int | None = None
+    # The SQS message group (the fair queues' tenant); the job's owner when None.
+    fairness_key: Callable[[Any], str] | None = None
 
     def __post_init__(self) -> None:
+        _check_flow_control(self)
         if isinstance(self.sensitive, str):
             raise JobTypeError("sensitive must be a sequence of field names, e.g. ('password',)")
         object.__setattr__(self, "sensitive", tuple(self.sensitive))
@@ -61,6 +79,50 @@ class JobPolicy:
             raise JobTypeError(f"timeout_seconds must be 1..{LAMBDA_MAX_TIMEOUT_SECONDS}")
         if not self.backoff or any(not 0 <= step <= MAX_DELAY_SECONDS for step in self.backoff):
             raise JobTypeError(f"backoff steps must be 0..{MAX_DELAY_SECONDS} s, and at least one")
+
+
+MAX_CONCURRENCY = 1000  # slots are items: past this a key's slots cost more to scan than they save
+MAX_DEBOUNCE_SECONDS = 900  # a debounced job's message waits by SQS's delay (at most 15 minutes)
+MAX_DEBOUNCE_WAIT_SECONDS = 43_200
+DEBOUNCE_MAX_WAIT_FACTOR = 10
+
+
+def _check_flow_control(policy: JobPolicy) -> None:
+    """Impossible flow-control policies stop the import that declares them."""
+    for name in ("concurrency_key", "unique_key", "debounce_key", "fairness_key"):
+        function = getattr(policy, name)
+        if function is not None and not callable(function):
+            raise JobTypeError(f"{name} must be a function of the payload, got {type(function).__name__}")
+    if policy.concurrency is not None:
+        if isinstance(policy.concurrency, bool) or not isinstance(policy.concurrency, int):
+            raise JobTypeError(f"concurrency must be an int, got {policy.concurrency!r}")
+        if not 1 <= policy.concurrency <= MAX_CONCURRENCY:
+            raise JobTypeError(f"concurrency must be 1..{MAX_CONCURRENCY}, got {policy.concurrency}")
+    elif policy.concurrency_key is not None:
+        raise JobTypeError("concurrency_key needs concurrency=N (how many run at once per key)")
+    if policy.debounce is None:
+        if policy.debounce_key is not None or policy.debounce_max_wait is not None:
+            raise JobTypeError("debounce_key and debounce_max_wait need debounce=seconds")
+        return
+    if isinstance(policy.debounce, bool) or not isinstance(policy.debounce, int):
+        raise JobTypeError(f"debounce must be whole seconds, got {policy.debounce!r}")
+    if not 1 <= policy.debounce <= MAX_DEBOUNCE_SECONDS:
+        raise JobTypeError(f"debounce must be 1..{MAX_DEBOUNCE_SECONDS} s, got {policy.debounce}")
+    wait = policy.debounce_max_wait
+    if wait is not None and (
+        isinstance(wait, bool)
+        or not isinstance(wait, int)
+        or not policy.debounce <= wait <= MAX_DEBOUNCE_WAIT_SECONDS
+    ):
+        raise JobTypeError(
+            f"debounce_max_wait must be {policy.debounce}..{MAX_DEBOUNCE_WAIT_SECONDS} s (at least the "
+            f"debounce), got {wait!r}"
+        )
+    if policy.unique_key is not None:
+        raise JobTypeError(
+            "debounce and unique_key exclude each other: a debounced burst's enqueues each make a job, "
+            "unique_key returns the first"
+        )
 
 
 Handler = Callable[[Any, "JobContext"], Any]
@@ -100,6 +162,37 @@ class JobType:
         """The stored payload's keys whose values are sealed (empty for most types)."""
         return tuple(f.key for f in self.sensitive_fields)
 
+    def flow_control(self) -> dict[str, Any]:
+        """The flow-control options that are on (GET /job-types); keys are named by whether a
+        key function is set, never by what it returns."""
+        p = self.policy
+        shown: dict[str, Any] = {}
+        if p.concurrency is not None:
+            shown["concurrency"] = {"limit": p.concurrency, "perKey": p.concurrency_key is not None}
+        if p.unique_key is not None:
+            shown["uniqueWhileActive"] = True
+        if p.debounce is not None:
+            shown["debounce"] = {
+                "seconds": p.debounce,
+                "maxWaitSeconds": self.debounce_max_wait,
+                "perKey": p.debounce_key is not None,
+            }
+        if p.rate is not None:
+            shown["rate"] = {
+                "limit": p.rate.limit,
+                "windowSeconds": p.rate.window_seconds,
+                "perKey": p.rate_key is not None,
+            }
+        shown["fairness"] = "fairness_key" if p.fairness_key is not None else "owner"
+        return shown
+
+    @property
+    def debounce_max_wait(self) -> int | None:
+        p = self.policy
+        if p.debounce is None:
+            return None
+        return p.debounce_max_wait or min(MAX_DEBOUNCE_WAIT_SECONDS, DEBOUNCE_MAX_WAIT_FACTOR * p.debounce)
+
     def describe(self) -> dict[str, Any]:
         """What GET /job-types lists; sensitive fields are `writeOnly` in the schema."""
         schema = self.payload_model.model_json_schema(by_alias=True)
@@ -114,6 +207,7 @@ class JobType:
             "maxAttempts": self.policy.max_attempts,
             "timeoutSeconds": self.policy.timeout_seconds,
             "sensitive": list(self.sensitive_keys),
+            "flowControl": self.flow_control(),
             "payloadSchema": schema,
         }
 

@@ -78,6 +78,12 @@ class JobTypeInfo(BaseModel):
         description="payload fields encrypted before the job is stored or sent; every view shows them as "
         '"[redacted]"'
     )
+    flow_control: dict[str, Any] = Field(
+        alias="flowControl",
+        description="the flow-control options that are on: concurrency {limit, perKey}, uniqueWhileActive, "
+        'debounce {seconds, maxWaitSeconds, perKey}, rate {limit, windowSeconds, perKey}, and fairness ("owner" '
+        'or "fairness_key": what the SQS message group is)',
+    )
     payload_schema: dict[str, Any] = Field(alias="payloadSchema", description="JSON Schema of the payload")
 
 
@@ -147,7 +153,7 @@ def routes() -> list[RouteDoc]:
     return [
         RouteDoc("GET", "/health", "Health of DynamoDB, SQS and the cache (no token)", errors=(503,), public=True),
         RouteDoc("GET", "/job-types", "The job types this deployment runs, with their payload schemas", 200, JobTypeList, errors=(401,)),
-        RouteDoc("POST", "/jobs", "Enqueue a job (409 IDEMPOTENCY_KEY_REUSED: the key made another request)", 202, Job, EnqueueRequest, errors=(400, 401, 409, 413, 422, 429, 503)),
+        RouteDoc("POST", "/jobs", "Enqueue a job (200: an Idempotency-Key or a type's unique key named an existing job; 409 IDEMPOTENCY_KEY_REUSED: the key made another request; 409 UNIQUE_KEY_BUSY: a concurrent enqueue holds the unique key, retry)", 202, Job, EnqueueRequest, errors=(400, 401, 409, 413, 422, 429, 503)),
         RouteDoc("GET", "/jobs", "Your jobs (every job for admins), newest first", 200, JobPage, query=ListRequest),
         RouteDoc("GET", "/jobs/{jobId}", "One job (X-Cache: HIT when a finished job came from the cache)", 200, Job),
         RouteDoc("POST", "/jobs/{jobId}/cancel", "Cancel a PENDING, RETRYING or FAILED job", 200, Job, CancelRequest, errors=(401, 404, 409, 422)),

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from tarefa.cache import Cache
     from tarefa.context import JobServices
     from tarefa.deadletters import DeadLetters
+    from tarefa.flow import FlowControl
     from tarefa.jobs import JobService
     from tarefa.maintenance import Maintenance
     from tarefa.outbound import OutboundHttp
@@ -117,6 +118,7 @@ class Container:
     @cached_property
     def queue(self) -> SqsJobQueue:
         from tarefa.adapters.sqs import SqsJobQueue
+        from tarefa.flow import message_group
 
         s = self.settings
         return SqsJobQueue(
@@ -127,7 +129,17 @@ class Container:
                 Priority.LOW: s.low_queue_url,
             },
             {Priority.HIGH: s.high_dlq_url, Priority.MEDIUM: s.medium_dlq_url, Priority.LOW: s.low_dlq_url},
+            # every message's fair-queue group: its type's fairness_key, else its owner
+            group_of=lambda body: message_group(body, lambda: self.registry),
         )
+
+    @cached_property
+    def flow(self) -> FlowControl:
+        """Concurrency slots, unique keys and debounce bursts, in the idempotency table."""
+        from tarefa.adapters.dynamodb_flow import DynamoFlowStore
+        from tarefa.flow import FlowControl
+
+        return FlowControl(DynamoFlowStore(self.dynamodb, self.settings.idempotency_table), now=self.now)
 
     @cached_property
     def jobs(self) -> JobService:
@@ -145,6 +157,7 @@ class Container:
             # Lazy: the webhook service is built on the first callbackUrl, never for other jobs.
             callback_allowed=lambda user_id, url: self.webhooks.subscription_exists(user_id, url),  # noqa: PLW0108
             on_end=self.job_ended,
+            flow=self.flow,
         )
 
     def job_ended(self, job: Any) -> None:
@@ -214,6 +227,7 @@ class Container:
             delay_speedup=s.delay_speedup,
             sensitive=self.sensitive,
             on_end=self.job_ended,
+            flow=self.flow,
         )
 
     @cached_property

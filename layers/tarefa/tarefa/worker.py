@@ -28,6 +28,7 @@ from tarefa.errors import (
     RetryLater,
     UnknownJobTypeError,
 )
+from tarefa.flow import FlowControl, SlotsFull
 from tarefa.job import Job, JobStatus, utcnow
 from tarefa.jobs import field_errors
 from tarefa.jobtypes import JobType, JobTypeRegistry
@@ -86,11 +87,13 @@ class Worker:
         delay_speedup: float = 1.0,
         sensitive: SensitiveFields | None = None,
         on_end: Callable[[Job], object] | None = None,
+        flow: FlowControl | None = None,
     ) -> None:
         # Posts the callback of a job that ended (tarefa.webhooks): called after every write that
         # ends a job and whenever a message finds its job ended, so a crash between the write and
         # the callback is made good by the message's redelivery (the callback is keyed: one).
         self.on_end = on_end
+        self.flow = flow
         self.sensitive = sensitive or SensitiveFields(None)
         self.store = store
         self.queue = queue
@@ -125,6 +128,7 @@ class Worker:
             return self._keep(ref, 0)
         for _ in range(3):  # a lost conditional write means someone moved first: look again
             job = self.store.get(job_id)
+            slot: str | None = None
             try:
                 if job is None:
                     pinned = message.model_copy(update={"job_id": job_id})  # keeps its id if resent
@@ -133,23 +137,48 @@ class Worker:
                     )
                     if throttled is not None:
                         return throttled
+                    taken = self._take_slot(job_type, job_id, message.payload, message.sealed)
+                    if isinstance(taken, SlotsFull):
+                        return self._over_concurrency(job_type, ref, None, pinned)
+                    slot = taken
                     try:
                         claimed = self._first_sight(message, job_id, job_type, ref)
                     except SealingUnavailableError:
                         logger.warning("could not seal a direct producer's sensitive fields; message returns")
+                        self._free_slot(slot, job_id)
                         return self._keep(ref, SEAL_RETRY_SECONDS)
                 else:
-                    decision = self._decide(job, ref, message) or self._throttled(
-                        job_type, job.payload, ref, job, job_id=job.job_id, sealed=job.sealed
+                    decision = (
+                        self._decide(job, ref, message)
+                        or self._debounced(job_type, job, ref)
+                        or self._throttled(
+                            job_type, job.payload, ref, job, job_id=job.job_id, sealed=job.sealed
+                        )
                     )
                     if decision is not None:
                         return decision
+                    taken = self._take_slot(job_type, job.job_id, job.payload, job.sealed)
+                    if isinstance(taken, SlotsFull):
+                        return self._over_concurrency(job_type, ref, job)
+                    slot = taken
                     claimed = self._claim(job)
-            except ConflictError:
-                continue
+            except Exception as exc:
+                self._free_slot(slot, job_id)  # the claim did not happen: the slot goes back
+                if isinstance(exc, ConflictError):
+                    continue
+                raise
             if claimed is None:
+                self._free_slot(slot, job_id)
                 return DONE
-            return self._run(claimed, job_type, ref)
+            # A worker killed while the job runs (a BaseException here) keeps its slot: the
+            # slot's lease ends it. Any outcome, or an error of the engine, frees it.
+            try:
+                outcome = self._run(claimed, job_type, ref)
+            except Exception:
+                self._free_slot(slot, job_id)
+                raise
+            self._free_slot(slot, job_id)
+            return outcome
         logger.warning("job kept changing under this worker; message returns later")
         return self._keep(ref, 5)
 
@@ -271,6 +300,79 @@ class Worker:
         assert message is not None  # a fresh message, so the redrive never dead-letters it
         body = message.model_dump_json(by_alias=True, exclude_none=True)
         self.queue.send(ref.priority, body, min(decision.retry_after, SQS_MAX_DELAY_SECONDS))
+        return DONE
+
+    # -- flow control (tarefa.flow) ---------------------------------------------------------
+    def _flow_key(
+        self, job_type: JobType, key_of: Callable[[Any], str], job_id: str, payload: Any, sealed: Any
+    ) -> str | None:
+        """A policy's key of the validated payload (sensitive fields opened); None when the
+        payload cannot be read (the handler then fails on it, visibly)."""
+        try:
+            opened, _ = self.sensitive.open(job_type, job_id, payload, sealed)
+            return str(key_of(job_type.payload_model.model_validate(opened)))
+        except Exception:
+            return None
+
+    def _take_slot(self, job_type: JobType, job_id: str, payload: Any, sealed: Any) -> str | SlotsFull | None:
+        """A concurrency slot for the job (None when its type has no limit), or FULL."""
+        policy = job_type.policy
+        if policy.concurrency is None or self.flow is None:
+            return None
+        key_of = policy.concurrency_key
+        key = (self._flow_key(job_type, key_of, job_id, payload, sealed) if key_of else None) or "all"
+        return self.flow.take_slot(job_type.name, key, policy.concurrency, job_id, policy.timeout_seconds)
+
+    def _free_slot(self, slot: str | None, job_id: str) -> None:
+        if slot is not None and self.flow is not None:
+            self.flow.free_slot(slot, job_id)
+
+    def _over_concurrency(
+        self, job_type: JobType, ref: QueueMessageRef, job: Job | None, message: QueueMessage | None = None
+    ) -> Outcome:
+        """Every slot of the job's key is held: it waits, unclaimed (its attempts untouched), as
+        a rate-limited job does, for a backoff that grows with its message's receives."""
+        assert self.flow is not None
+        wait = self.flow.slot_wait(ref.receive_count, job_type.policy.timeout_seconds)
+        logger.debug("concurrency limit reached; job waits %d s", wait)
+        if job is not None:
+            return self._later(job, ref, wait)
+        if ref.receive_count < self.max_receive_count:
+            return self._keep(ref, wait)
+        assert message is not None  # a fresh message, so the redrive never dead-letters it
+        self.queue.send(ref.priority, message.model_dump_json(by_alias=True, exclude_none=True), wait)
+        return DONE
+
+    def _debounced(self, job_type: JobType, job: Job, ref: QueueMessageRef) -> Outcome | None:
+        """A debounced job whose turn came: None when it runs for its burst; DONE once it is
+        CANCELLED (DEBOUNCED) for a later one. Only a job's first run is debounced: not its
+        retries, nor a run after POST /jobs/{id}/retry (it ran before: last_attempt_at)."""
+        policy = job_type.policy
+        if policy.debounce is None or self.flow is None or job.status != JobStatus.PENDING:
+            return None
+        if job.last_attempt_at is not None:
+            return None
+        key_of = policy.debounce_key
+        key = (
+            self._flow_key(job_type, key_of, job.job_id, job.payload, job.sealed) if key_of else None
+        ) or "all"
+        record = self.flow.debounce_key(job_type.name, job.user_id or "", key)
+        max_wait = job_type.debounce_max_wait or policy.debounce
+        verdict = self.flow.debounce_turn(record, job, policy.debounce, max_wait, self.store.get)
+        if verdict.run:
+            return None
+        if verdict.wait is not None:  # its burst is not decided yet: it learns by whom, later
+            return self._later(job, ref, verdict.wait)
+        cancelled = job.transition(
+            JobStatus.CANCELLED,
+            self.now(),
+            error="Debounced: a later job with the same key ran instead",
+            error_details={"code": "DEBOUNCED", "debouncedBy": verdict.debounced_by},
+            next_retry_at=None,
+            held=False,
+        )
+        self.store.put(cancelled, expected_version=job.version)  # ConflictError: look again
+        metrics.add_metric("JobsDebounced", MetricUnit.Count, 1)
         return DONE
 
     def _claim(self, job: Job) -> Job | None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from tarefa.flow import message_group
 from tarefa.job import Priority
 from tarefa.ports import DeadLetter, QueueDepth
 
@@ -17,15 +19,25 @@ JOB_ID_ATTRIBUTE = "tarefa-job-id"
 
 class SqsJobQueue:
     def __init__(
-        self, client: SQSClient, queue_urls: dict[Priority, str], dlq_urls: dict[Priority, str]
+        self,
+        client: SQSClient,
+        queue_urls: dict[Priority, str],
+        dlq_urls: dict[Priority, str],
+        group_of: Callable[[str], str] = message_group,
     ) -> None:
         self.client = client
         self.queue_urls = queue_urls
         self.dlq_urls = dlq_urls
+        self.group_of = group_of  # the fair-queue tenant of a message (tarefa.flow.message_group)
 
     def send(self, priority: Priority, body: str, delay_seconds: int = 0) -> str:
+        """Every message carries a MessageGroupId: on a standard queue that is the fair queues'
+        tenant, so one owner's burst does not delay the others' jobs (README "Flow control")."""
         response = self.client.send_message(
-            QueueUrl=self.queue_urls[priority], MessageBody=body, DelaySeconds=delay_seconds
+            QueueUrl=self.queue_urls[priority],
+            MessageBody=body,
+            DelaySeconds=delay_seconds,
+            MessageGroupId=self.group_of(body),
         )
         return response["MessageId"]
 
@@ -38,6 +50,7 @@ class SqsJobQueue:
         self.client.send_message(
             QueueUrl=self.dlq_urls[priority],
             MessageBody=body,
+            MessageGroupId=self.group_of(body),
             MessageAttributes={
                 ERROR_ATTRIBUTE: {"DataType": "String", "StringValue": reason[:1000]},
                 JOB_ID_ATTRIBUTE: {"DataType": "String", "StringValue": job_id},
