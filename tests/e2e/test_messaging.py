@@ -6,16 +6,14 @@ at the sandbox landing on the session and delivered, signed, to the user's subsc
 from __future__ import annotations
 
 import json
-import threading
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import RunningStack, start_stack
+from .conftest import Received, RunningStack, receiver, start_stack
 
 PHONE_NUMBER_ID = "106540352242922"
 ANA = "+5511987654321"
@@ -30,24 +28,9 @@ def stack_with_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run
 
 
 @pytest.fixture
-def subscriber() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
-    received: list[tuple[dict[str, str], bytes]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hooks", received
-    server.shutdown()
-    server.server_close()
+def subscriber() -> Iterator[tuple[str, Received]]:
+    with receiver("/hooks") as found:
+        yield found
 
 
 def session_of(stack: RunningStack, token: str, session_id: str) -> dict[str, Any]:

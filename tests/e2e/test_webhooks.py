@@ -6,16 +6,13 @@ Webhooks, checked with the reference library."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from standardwebhooks import Webhook
 
-from .conftest import RunningStack, start_stack
+from .conftest import Received, RunningStack, receiver, start_stack
 
 
 @pytest.fixture(scope="module")
@@ -32,24 +29,9 @@ def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
 
 
 @pytest.fixture
-def inbox() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
-    received: list[tuple[dict[str, str], bytes]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/tarefa-events", received
-    server.shutdown()
-    server.server_close()
+def inbox() -> Iterator[tuple[str, Received]]:
+    with receiver("/tarefa-events") as found:
+        yield found
 
 
 def test_a_job_with_a_callback_url_posts_a_signed_job_completed(
