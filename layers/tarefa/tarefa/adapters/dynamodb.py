@@ -4,12 +4,19 @@ Items are written whole with a condition on the version read (optimistic locking
 attributes are derived here from the job, so the core never sees them. The four listing and
 sweep indexes are KEYS_ONLY, ByStatus (bulk operations) projects type, createdAt and version;
 all are sharded: at 1,000 jobs/s no index partition takes more than a few hundred writes.
+
+Index writes are what a job costs beyond its own writes, so only what a sweep could not find
+otherwise is indexed (issue 14): a PROCESSING lease (recovery) and a held job (promotion) are;
+finished jobs are not (TTL deletes them, and the cleanup of stragglers walks ByCreated, whose
+entries every job has anyway), and neither are PENDING ones (a bulk action on them walks the
+owner's ByUser entries, or ByCreated, in its creation range and reads the statuses).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 import zlib
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -41,9 +48,12 @@ INDEX_ATTRIBUTES = (
     "bulkKey",
 )
 # ByStatus (bulk cancel and retry, tarefa.bulk): written only while a job is in one of these,
-# sharded by job id (tarefa.bulk.BULK_SHARDS, pinned equal by a test).
-BULK_STATUSES = frozenset({JobStatus.PENDING, JobStatus.RETRYING, JobStatus.FAILED})
+# sharded by job id (tarefa.bulk.BULK_SHARDS, pinned equal by a test). PENDING is every new job's
+# status: indexing it would cost two index writes per job (in at creation, out at the claim), so
+# bulk actions find PENDING jobs through the listing indexes instead (_pending_page).
+BULK_STATUSES = frozenset({JobStatus.RETRYING, JobStatus.FAILED})
 BULK_SHARDS = 8
+CLEANUP_READ_PAGE = 100  # BatchGetItem's limit: one page of ByCreated entries, one batch read
 
 
 def shard_of(job_id: str, shards: int) -> int:
@@ -62,7 +72,7 @@ class DynamoJobStore:
     # -- single jobs -----------------------------------------------------------------------
     def get(self, job_id: str) -> Job | None:
         item = self.client.get_item(TableName=self.table, Key={"jobId": {"S": job_id}}, ConsistentRead=True)
-        return _to_job(item["Item"]) if "Item" in item else None
+        return _to_job(item["Item"]) if "Item" in item and not _expired(item["Item"]) else None
 
     def put(self, job: Job, expected_version: int | None) -> None:
         try:
@@ -141,15 +151,15 @@ class DynamoJobStore:
             raise
 
     def delete_finished(self, job_id: str, finished_before: datetime) -> bool:
+        """Delete a job that finished before the cutoff: its expiry is its last change plus
+        the retention (_to_item), so the condition needs no read and no index entry."""
+        limit = int((finished_before + self.retention).timestamp())
         try:
             self.client.delete_item(
                 TableName=self.table,
                 Key={"jobId": {"S": job_id}},
-                ConditionExpression="begins_with(sweepShard, :finished) AND sweepAt <= :cutoff",
-                ExpressionAttributeValues={
-                    ":finished": {"S": f"{Sweep.FINISHED}#"},
-                    ":cutoff": {"N": _epoch(finished_before)},
-                },
+                ConditionExpression="expiresAt <= :limit",
+                ExpressionAttributeValues={":limit": {"N": str(limit)}},
             )
             return True
         except ClientError as exc:
@@ -162,6 +172,9 @@ class DynamoJobStore:
 
     # -- indexes ---------------------------------------------------------------------------
     def sweep(self, kind: Sweep, until: datetime) -> Iterator[str]:
+        if kind == Sweep.FINISHED:
+            yield from self._finished_before(until)
+            return
         for shard in range(SWEEP_SHARDS):
             for entry in self._query_all(
                 IndexName="Sweep",
@@ -172,6 +185,26 @@ class DynamoJobStore:
                 },
             ):
                 yield entry["jobId"]["S"]
+
+    def _finished_before(self, cutoff: datetime) -> Iterator[str]:
+        """Jobs that finished before the cutoff, oldest first per shard: a job finished then was
+        created before it, so ByCreated's entries older than the cutoff hold them all. TTL has
+        deleted most (for nothing); what is left is read a page at a time. A job still running
+        that old is read on every cleanup: such jobs are few (delays and retries end in days)."""
+        before = cutoff.astimezone(UTC).isoformat()
+        for shard in range(LIST_SHARDS):
+            entries = self._query_all(
+                IndexName="ByCreated",
+                KeyConditionExpression="allShard = :p AND createdKey < :before",
+                ExpressionAttributeValues={":p": {"S": f"all#{shard}"}, ":before": {"S": before}},
+                ScanIndexForward=True,
+            )
+            for ids in _chunks((e["jobId"]["S"] for e in entries), CLEANUP_READ_PAGE):
+                jobs = self._batch_get(ids, include_expired=True)
+                for job_id in ids:
+                    job = jobs.get(job_id)
+                    if job is not None and job.is_terminal and job.updated_at <= cutoff:
+                        yield job_id
 
     def list_jobs(self, query: ListQuery) -> ListPage:
         if query.order_id is not None:
@@ -218,6 +251,8 @@ class DynamoJobStore:
         type and creation filters applied to the projected attributes."""
         from tarefa.bulk import IndexPage, Listed
 
+        if status not in BULK_STATUSES:
+            return self._pending_page(status, shard, query, start_key, limit)
         extra: dict[str, Any] = {"ExclusiveStartKey": start_key} if start_key else {}
         page = self.client.query(
             TableName=self.table,
@@ -234,18 +269,74 @@ class DynamoJobStore:
         return IndexPage(entries, page.get("LastEvaluatedKey"))
 
     def count_actionable(self, status: JobStatus, shard: int, query: BulkFilter) -> int:
+        if status not in BULK_STATUSES:
+            counted, start = 0, None
+            while True:
+                page = self._pending_page(status, shard, query, start, CLEANUP_READ_PAGE)
+                counted += len(page.entries)
+                if not page.next_key:
+                    return counted
+                start = page.next_key
         return sum(
             1
             for item in self._query_all(IndexName="ByStatus", **_bulk_condition(status, shard, query))
             if _bulk_matches(item, query)
         )
 
-    def _batch_get(self, job_ids: list[str]) -> dict[str, Job]:
+    def _pending_page(
+        self,
+        status: JobStatus,
+        shard: int,
+        query: BulkFilter,
+        start_key: dict[str, Any] | None,
+        limit: int,
+    ) -> IndexPage:
+        """A page of jobs in a status ByStatus does not hold (PENDING): the owner's ByUser
+        entries (everyone's ByCreated for an admin) in the creation range, their statuses read.
+        The listing indexes have LIST_SHARDS shards: the bulk shards above them are empty."""
+        from tarefa.bulk import IndexPage, Listed
+
+        if shard >= LIST_SHARDS:
+            return IndexPage([], None)
+        # a key condition's value may not be empty: "0" sorts before every ISO timestamp
+        after = query.created_after.astimezone(UTC).isoformat() if query.created_after else "0"
+        before = query.created_before.astimezone(UTC).isoformat() if query.created_before else "~"
+        index, attribute, partition = (
+            ("ByUser", "userShard", f"{query.owner}#{shard}")
+            if query.owner is not None
+            else ("ByCreated", "allShard", f"all#{shard}")
+        )
+        extra: dict[str, Any] = {"ExclusiveStartKey": start_key} if start_key else {}
+        page = self.client.query(
+            TableName=self.table,
+            IndexName=index,
+            KeyConditionExpression="#p = :p AND createdKey BETWEEN :lo AND :hi",
+            ExpressionAttributeNames={"#p": attribute},
+            ExpressionAttributeValues={":p": {"S": partition}, ":lo": {"S": after}, ":hi": {"S": before}},
+            Limit=limit,
+            **extra,
+        )
+        ids = [e["jobId"]["S"] for e in page["Items"]]
+        jobs = self._batch_get(ids)
+        entries = [
+            Listed(job_id=job.job_id, version=job.version)
+            for job in (jobs.get(i) for i in ids)
+            if job is not None
+            and job.status == status
+            and (query.type is None or job.type == query.type)
+            and (query.created_after is None or job.created_at >= query.created_after)
+            and (query.created_before is None or job.created_at < query.created_before)
+        ]
+        return IndexPage(entries, page.get("LastEvaluatedKey"))
+
+    def _batch_get(self, job_ids: list[str], include_expired: bool = False) -> dict[str, Job]:
         found: dict[str, Job] = {}
         keys: list[dict[str, AttributeValueTypeDef]] = [{"jobId": {"S": j}} for j in job_ids]
         while keys:
             response = self.client.batch_get_item(RequestItems={self.table: {"Keys": keys[:100]}})
             for item in response["Responses"].get(self.table, []):
+                if _expired(item) and not include_expired:
+                    continue
                 job = _to_job(item)
                 found[job.job_id] = job
             unprocessed = response.get("UnprocessedKeys") or {}
@@ -314,13 +405,28 @@ def _bulk_matches(item: dict[str, Any], query: BulkFilter) -> bool:
 
 
 def _sweep_of(job: Job) -> tuple[Sweep, datetime] | None:
+    """The Sweep entry a job needs: none once it finished (TTL and ByCreated serve cleanup)."""
     if job.held and job.run_at is not None:
         return Sweep.DELAYED, job.run_at
     if job.status == JobStatus.PROCESSING and job.processing_started_at is not None:
         return Sweep.PROCESSING, job.processing_started_at
-    if job.status in TERMINAL:
-        return Sweep.FINISHED, job.updated_at
     return None
+
+
+def _expired(item: dict[str, Any]) -> bool:
+    """Past its retention: TTL deletes it lazily (up to 48 h late on AWS), reads never show it."""
+    return "expiresAt" in item and int(item["expiresAt"]["N"]) <= time.time()
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def stream_change(record: dict[str, Any]) -> tuple[Job | None, Job | None]:
