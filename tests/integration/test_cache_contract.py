@@ -280,6 +280,18 @@ def test_each_identity_and_scope_has_its_own_window(harness: Harness) -> None:
     assert limiter.hit("GET /jobs", "user:ana", rate).allowed
 
 
+def test_a_hit_may_cost_several_and_counts_all_or_none(harness: Harness) -> None:
+    # A batch of jobs (POST /jobs/batch) and a lease count several hits in one call
+    limiter, rate = harness.limiter(), Rate(10, 60)
+    first = limiter.hit("POST /jobs", "user:ana", rate, cost=7)
+    assert first.allowed and first.remaining == 3
+    # 4 more would pass the limit: none of them is counted...
+    assert not limiter.hit("POST /jobs", "user:ana", rate, cost=4).allowed
+    # ...so 3 still fit, and then nothing
+    assert limiter.hit("POST /jobs", "user:ana", rate, cost=3).allowed
+    assert hits(limiter, rate, 1) == [False]
+
+
 def test_concurrent_hits_never_exceed_the_limit(harness: Harness) -> None:
     limiter, rate = harness.limiter(), Rate(10, 60)
     start = threading.Barrier(25)

@@ -202,3 +202,78 @@ def test_an_early_cleanup_drops_the_cached_jobs_it_deleted() -> None:
     maintenance = Maintenance(store, MemoryQueue(), 7 * 86400, 300, 120, now=clock, cache=cache)
     assert maintenance.cleanup(older_than_seconds=60) == 1
     assert cache.get("job", job.job_id, schema=JOB_CACHE_SCHEMA) is None
+
+
+# -- leases (the API's route limits on the DynamoDB backend) -------------------------------------
+
+
+def leasing(leases: bool = True) -> tuple[RateLimiter, MemoryCacheBackend, EpochClock]:
+    """The fake counts its calls: on DynamoDB each hit_window is a billed write."""
+    clock = EpochClock(1_000_000.0)
+    backend = MemoryCacheBackend(clock)
+    return RateLimiter(backend, clock=clock, leases=leases), backend, clock
+
+
+def test_a_steady_stream_is_counted_in_leases_and_admits_exactly_the_limit() -> None:
+    limiter, backend, _ = leasing()
+    rate = Rate(600, 60)
+    decisions = [limiter.hit("POST /jobs", "user:a", rate, lease=True) for _ in range(700)]
+    assert sum(d.allowed for d in decisions) == 600  # near the limit the hits are exact again
+    assert all(d.allowed for d in decisions[:600]) and not any(d.allowed for d in decisions[600:])
+    # leases grow 1, 2, 4, 8, 16: one write per 16 hits, then exact hits near the limit and a
+    # write per refused hit (the 100 over it)
+    assert backend.calls < 600 / 8 + 100
+    # the headers still count down one by one
+    assert [d.remaining for d in decisions[:5]] == [599, 598, 597, 596, 595]
+
+
+def test_without_leases_or_for_small_limits_every_hit_is_a_write() -> None:
+    limiter, backend, _ = leasing(leases=False)
+    for _ in range(50):
+        limiter.hit("POST /jobs", "user:a", Rate(600, 60), lease=True)
+    assert backend.calls == 50
+    limiter, backend, _ = leasing()
+    for _ in range(20):
+        limiter.hit("POST /jobs", "user:a", Rate(30, 60), lease=True)  # under 2 x LEASE_SHARE
+    assert backend.calls == 20
+    limiter, backend, _ = leasing()
+    for _ in range(20):
+        limiter.hit("job:t", "k", Rate(600, 60))  # the worker's job rates never lease
+    assert backend.calls == 20
+
+
+def test_a_lease_expires_unused_and_the_next_is_smaller() -> None:
+    limiter, backend, clock = leasing()
+    rate = Rate(600, 60)
+    for _ in range(31):  # leases of 1, 2, 4, 8 and 16, all used
+        limiter.hit("POST /jobs", "user:a", rate, lease=True)
+    held = limiter._leases["tarefa:rl:POST /jobs:user:a"]
+    assert held.size == 16 and held.left == 0
+    limiter.hit("POST /jobs", "user:a", rate, lease=True)  # a new lease of 16: 15 left
+    clock.advance(60 * 0.1 + 0.5)  # past the lease's life: its 15 hits are never spent
+    limiter.hit("POST /jobs", "user:a", rate, lease=True)
+    assert limiter._leases["tarefa:rl:POST /jobs:user:a"].size == 8
+    # the unused 15 stay counted: the window's allowance shrank by them (the price of leases)
+    total = 1 + 2 + 4 + 8 + 16 + 16 + 8
+    assert len(backend.windows["tarefa:rl:POST /jobs:user:a"]) == total
+
+
+def test_a_batch_larger_than_the_lease_is_counted_whole() -> None:
+    limiter, _, _ = leasing()
+    rate = Rate(600, 60)
+    assert limiter.hit("POST /jobs/batch", "user:a", rate, cost=100, lease=True).allowed
+    assert limiter.hit("POST /jobs/batch", "user:a", rate, cost=500, lease=True).allowed
+    refused = limiter.hit("POST /jobs/batch", "user:a", rate, cost=1, lease=True)
+    assert not refused.allowed and refused.remaining == 0
+
+
+def test_two_instances_never_admit_more_than_the_limit_together() -> None:
+    clock = EpochClock(1_000_000.0)
+    backend = MemoryCacheBackend(clock)
+    one, two = (RateLimiter(backend, clock=clock, leases=True) for _ in range(2))
+    rate = Rate(200, 60)
+    allowed = 0
+    for n in range(400):
+        allowed += (one if n % 2 else two).hit("POST /jobs", "user:a", rate, lease=True).allowed
+    assert allowed <= 200
+    assert allowed >= 200 - 2 * 10  # at most a lease (limit / 20) per instance refused early

@@ -288,7 +288,7 @@ def rate_limit(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> 
         return next_middleware(app)
     subject = claims(app.current_event).get("sub")
     identity = f"user:{subject}" if subject else f"ip:{app.current_event.request_context.http.source_ip}"
-    decision = limiter.hit(route, identity, limit.rate, limit.fail_open)
+    decision = limiter.hit(route, identity, limit.rate, limit.fail_open, lease=True)
     if decision.allowed:
         response = next_middleware(app)
     elif decision.degraded:

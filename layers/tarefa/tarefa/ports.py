@@ -182,8 +182,11 @@ class CacheBackend(Protocol):
     def delete_prefix(self, prefix: str) -> int:
         """Delete every key that starts with `prefix`; how many went."""
 
-    def hit_window(self, key: str, limit: int, window_seconds: float, now: float) -> WindowCount:
-        """Count one hit in the sliding window ending at `now` unless `limit` is reached."""
+    def hit_window(
+        self, key: str, limit: int, window_seconds: float, now: float, cost: int = 1
+    ) -> WindowCount:
+        """Count `cost` hits in the sliding window ending at `now` unless that would pass
+        `limit` (then none is counted)."""
 
     def ping(self) -> None: ...
 

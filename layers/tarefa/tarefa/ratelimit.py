@@ -4,12 +4,21 @@ A limit is `N/SECONDS`: at most N hits in any window of SECONDS ending now. The 
 route and identity (the authenticated user, else the source IP API Gateway saw); a job type may
 limit per key of its payload (seed 003: 80 messages a minute per WhatsApp session), and the
 worker delays a limited job instead of failing it.
+
+Leases (the API's route limits, issue 14): on the DynamoDB backend every counted hit is a
+write, as dear as a job's own status write. A warm instance that keeps hitting one key counts
+several hits in one write and spends them locally for a tenth of the window: the lease grows
+from 1 to LEASE_MAX (or a twentieth of the limit, if smaller) while its hits come fast enough
+to use it, and shrinks when they do not. The price is exactness: per warm instance, up to a
+lease's hits may be refused early (counted but unused) or admitted a tenth of a window late.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -24,6 +33,10 @@ from tarefa.ports import CacheBackend
 metrics = Metrics()
 
 OFF = ("", "off", "none", "0")
+LEASE_MAX = 16  # hits one write may count ahead for one instance
+LEASE_SHARE = 20  # ...and never more than limit / LEASE_SHARE
+LEASE_LIFE = 0.1  # of the window: unused hits of a lease expire after this
+LEASES_KEPT = 1024  # keys an instance keeps leases for (least recently used go first)
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,19 @@ class Decision:
         return headers
 
 
+@dataclass
+class _Lease:
+    """Hits counted ahead in the backend, spent locally until `until`."""
+
+    left: int
+    until: float
+    size: int  # the next lease's size
+    limit: int
+    remaining: int  # the window's allowance left after this lease was counted
+    reset_after: int
+    taken_at: float
+
+
 class RateLimiter:
     def __init__(
         self,
@@ -90,19 +116,78 @@ class RateLimiter:
         prefix: str = "tarefa:",
         clock: Callable[[], float] = time.time,
         outage_retry_after: int = 30,
+        leases: bool = False,
     ) -> None:
         self.backend = backend
         self.prefix = prefix
         self.clock = clock
         self.outage_retry_after = outage_retry_after
+        # On for the DynamoDB backend (tarefa.wiring): a Redis hit costs no request charge.
+        self.leases_on = leases
+        self._leases: OrderedDict[str, _Lease] = OrderedDict()
+        self._lock = threading.Lock()
 
-    def hit(self, scope: str, identity: str, rate: Rate, fail_open: bool = True) -> Decision:
-        """Count one hit for `identity` in `scope` unless its window is full."""
+    def hit(
+        self,
+        scope: str,
+        identity: str,
+        rate: Rate,
+        fail_open: bool = True,
+        cost: int = 1,
+        lease: bool = False,
+    ) -> Decision:
+        """Count `cost` hits for `identity` in `scope` unless its window would overflow.
+        `lease`: the caller accepts a leased count (the API's route limits; see the module)."""
+        key = f"{self.prefix}rl:{scope}:{identity}"
+        if not (lease and self.leases_on) or rate.limit < 2 * LEASE_SHARE:
+            return self._count(key, rate, fail_open, cost)
+        now = self.clock()
+        with self._lock:
+            held = self._leases.get(key)
+            if held is not None and held.until > now and held.left >= cost and held.limit == rate.limit:
+                held.left -= cost
+                self._leases.move_to_end(key)
+                remaining = max(0, held.remaining + held.left)
+                return Decision(
+                    True, rate.limit, remaining, max(0, math.ceil(held.reset_after - (now - held.taken_at)))
+                )
+        size = max(cost, self._next_size(held, now, rate))
+        decision = self._count(key, rate, fail_open, size)
+        if decision.allowed and not decision.degraded:
+            with self._lock:
+                self._leases[key] = _Lease(
+                    left=size - cost,
+                    until=now + rate.window_seconds * LEASE_LIFE,
+                    size=size,
+                    limit=rate.limit,
+                    remaining=decision.remaining,
+                    reset_after=decision.reset_after,
+                    taken_at=now,
+                )
+                self._leases.move_to_end(key)
+                while len(self._leases) > LEASES_KEPT:
+                    self._leases.popitem(last=False)
+            return Decision(True, rate.limit, decision.remaining + size - cost, decision.reset_after)
+        with self._lock:  # near the limit (or the backend is down): leases start small again
+            self._leases.pop(key, None)
+        if decision.degraded or size == cost:
+            return decision
+        return self._count(key, rate, fail_open, cost)  # the lease did not fit: exact hits
+
+    @staticmethod
+    def _next_size(held: _Lease | None, now: float, rate: Rate) -> int:
+        """Double while leases are used up before they expire, halve when they expire unused."""
+        most = max(1, min(LEASE_MAX, rate.limit // LEASE_SHARE))
+        if held is None or held.limit != rate.limit:
+            return 1
+        if held.until > now or held.left == 0:  # used up (in time, or just now)
+            return min(most, held.size * 2)
+        return max(1, held.size // 2)
+
+    def _count(self, key: str, rate: Rate, fail_open: bool, cost: int) -> Decision:
         now = self.clock()
         try:
-            window = self.backend.hit_window(
-                f"{self.prefix}rl:{scope}:{identity}", rate.limit, rate.window_seconds, now
-            )
+            window = self.backend.hit_window(key, rate.limit, rate.window_seconds, now, cost)
         except BackendUnavailableError:
             metrics.add_metric("RateLimitDegraded", MetricUnit.Count, 1)
             if fail_open:

@@ -60,6 +60,9 @@ class Settings(BaseModel):
     cache_ttls: dict[str, int] = Field(default_factory=dict, alias="tarefa_cache_ttls")
     enqueue_rate_limit: Rate | None = Field(Rate(600, 60), alias="tarefa_enqueue_rate_limit")
     rate_limits: dict[str, RouteLimit] = Field(default_factory=dict, alias="tarefa_rate_limits")
+    # The route limits count hits ahead in leases on the DynamoDB backend (tarefa.ratelimit):
+    # up to 16 hits a write instead of one; off makes every hit exact (one write each).
+    rate_limit_leases: bool = Field(True, alias="tarefa_rate_limit_leases")
     # Workload modules whose @job_type declarations the API and the worker load (comma-separated).
     job_modules: tuple[str, ...] = Field((), alias="tarefa_job_modules")
     # Outbound HTTP may reach these hosts, addresses or CIDRs although they are private or

@@ -355,7 +355,11 @@ class Container:
         from tarefa.ratelimit import RateLimiter
 
         backend = self.cache_backend
-        return None if backend is None else RateLimiter(backend, self.settings.cache_key_prefix, self._epoch)
+        if backend is None:
+            return None
+        # Leases only where a hit is a billed write (tarefa.ratelimit); TAREFA_RATE_LIMIT_LEASES=0: exact
+        leases = backend.name == "dynamodb" and self.settings.rate_limit_leases
+        return RateLimiter(backend, self.settings.cache_key_prefix, self._epoch, leases=leases)
 
     @cached_property
     def sessions(self) -> SessionStore | None:

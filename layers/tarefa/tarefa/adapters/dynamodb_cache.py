@@ -113,7 +113,9 @@ class DynamoCacheBackend:
         self._delete_keys(found)
         return len(found)
 
-    def hit_window(self, key: str, limit: int, window_seconds: float, now: float) -> WindowCount:
+    def hit_window(
+        self, key: str, limit: int, window_seconds: float, now: float, cost: int = 1
+    ) -> WindowCount:
         width = window_seconds / BUCKETS_PER_WINDOW
         current = math.floor(now / width)
         first_live = math.floor((now - window_seconds) / width)  # ends inside the window
@@ -125,7 +127,7 @@ class DynamoCacheBackend:
             UpdateExpression="ADD #b :one SET #exp = :exp REMOVE " + ", ".join(names),
             ExpressionAttributeNames={"#b": f"b{current}", "#exp": "expiresAt", **names},
             ExpressionAttributeValues={
-                ":one": {"N": "1"},
+                ":one": {"N": str(cost)},
                 ":exp": {"N": str(math.ceil(now + window_seconds + width))},
             },
             ReturnValues="ALL_NEW",
@@ -134,16 +136,16 @@ class DynamoCacheBackend:
         live = {n: c for n, c in buckets.items() if n >= first_live and c > 0}
         count = sum(live.values())
         over = count > limit
-        if over:  # over: take this hit back (rare, so the common path is one write)
+        if over:  # over: take these hits back (rare, so the common path is one write)
             self.client.update_item(
                 TableName=self.table,
                 Key=_key(key),
                 UpdateExpression="ADD #b :minus",
                 ExpressionAttributeNames={"#b": f"b{current}"},
-                ExpressionAttributeValues={":minus": {"N": "-1"}},
+                ExpressionAttributeValues={":minus": {"N": str(-cost)}},
             )
-            live[current] -= 1
-            count -= 1
+            live[current] -= cost
+            count -= cost
         stale = [n for n in buckets if n < first_live]
         if stale and len(buckets) > MAX_BUCKET_ATTRIBUTES:  # left by sparse hits; keeps it < 1 KB
             self.client.update_item(

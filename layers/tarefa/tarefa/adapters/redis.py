@@ -26,10 +26,13 @@ _HIT_WINDOW = """
 local limit, window, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local count = redis.call('ZCARD', KEYS[1])
+local cost = tonumber(ARGV[5])
 local allowed = 0
-if count < limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[4])
-  count = count + 1
+if count + cost <= limit then
+  for i = 1, cost do
+    redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. i)
+  end
+  count = count + cost
   allowed = 1
 end
 redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
@@ -108,9 +111,11 @@ class RedisCacheBackend:
             deleted += int(self.client.unlink(*batch))
         return deleted
 
-    def hit_window(self, key: str, limit: int, window_seconds: float, now: float) -> WindowCount:
+    def hit_window(
+        self, key: str, limit: int, window_seconds: float, now: float, cost: int = 1
+    ) -> WindowCount:
         allowed, count, oldest = self._hit_window(
-            keys=[key], args=[limit, window_seconds, repr(now), f"{now!r}:{uuid.uuid4().hex}"]
+            keys=[key], args=[limit, window_seconds, repr(now), f"{now!r}:{uuid.uuid4().hex}", cost]
         )
         return WindowCount(bool(allowed), int(count), float(oldest) if oldest is not None else None)
 
