@@ -206,13 +206,15 @@ class MemoryCacheBackend:
             del self.items[key]
         return len(doomed)
 
-    def hit_window(self, key: str, limit: int, window_seconds: float, now: float) -> WindowCount:
+    def hit_window(
+        self, key: str, limit: int, window_seconds: float, now: float, cost: int = 1
+    ) -> WindowCount:
         self._enter()
         with self._lock:
             hits = [t for t in self.windows.get(key, []) if t > now - window_seconds]
-            allowed = len(hits) < limit
+            allowed = len(hits) + cost <= limit
             if allowed:
-                hits.append(now)
+                hits.extend([now] * cost)
             self.windows[key] = hits
             return WindowCount(allowed, len(hits), min(hits) if hits else None)
 

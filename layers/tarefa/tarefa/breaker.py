@@ -129,8 +129,10 @@ class GuardedBackend:
     def delete_prefix(self, prefix: str) -> int:
         return self.breaker.call(lambda: self.inner.delete_prefix(prefix))
 
-    def hit_window(self, key: str, limit: int, window_seconds: float, now: float) -> WindowCount:
-        return self.breaker.call(lambda: self.inner.hit_window(key, limit, window_seconds, now))
+    def hit_window(
+        self, key: str, limit: int, window_seconds: float, now: float, cost: int = 1
+    ) -> WindowCount:
+        return self.breaker.call(lambda: self.inner.hit_window(key, limit, window_seconds, now, cost))
 
     def ping(self) -> None:
         self.breaker.call(self.inner.ping)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -72,6 +72,11 @@ class JobStore(Protocol):
 class JobQueue(Protocol):
     def send(self, priority: Priority, body: str, delay_seconds: int = 0) -> str:
         """Send a message; returns its message id."""
+
+    def send_batch(self, priority: Priority, messages: Sequence[tuple[str, int]]) -> list[str | Exception]:
+        """Send (body, delay seconds) messages in as few calls as the queue allows, each as `send`
+        would (its group, its delay); per message, in order: its id, or the error that kept it
+        from being sent (a lost answer: it may have been sent)."""
 
     def change_visibility(self, priority: Priority, receipt_handle: str, seconds: int) -> None: ...
 
@@ -182,8 +187,11 @@ class CacheBackend(Protocol):
     def delete_prefix(self, prefix: str) -> int:
         """Delete every key that starts with `prefix`; how many went."""
 
-    def hit_window(self, key: str, limit: int, window_seconds: float, now: float) -> WindowCount:
-        """Count one hit in the sliding window ending at `now` unless `limit` is reached."""
+    def hit_window(
+        self, key: str, limit: int, window_seconds: float, now: float, cost: int = 1
+    ) -> WindowCount:
+        """Count `cost` hits in the sliding window ending at `now` unless that would take it
+        past `limit` (then none is counted)."""
 
     def ping(self) -> None: ...
 

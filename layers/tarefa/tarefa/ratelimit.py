@@ -96,12 +96,13 @@ class RateLimiter:
         self.clock = clock
         self.outage_retry_after = outage_retry_after
 
-    def hit(self, scope: str, identity: str, rate: Rate, fail_open: bool = True) -> Decision:
-        """Count one hit for `identity` in `scope` unless its window is full."""
+    def hit(self, scope: str, identity: str, rate: Rate, fail_open: bool = True, cost: int = 1) -> Decision:
+        """Count `cost` hits for `identity` in `scope` (a batch of jobs counts as its jobs)
+        unless they do not all fit in its window: then none is counted."""
         now = self.clock()
         try:
             window = self.backend.hit_window(
-                f"{self.prefix}rl:{scope}:{identity}", rate.limit, rate.window_seconds, now
+                f"{self.prefix}rl:{scope}:{identity}", rate.limit, rate.window_seconds, now, cost
             )
         except BackendUnavailableError:
             metrics.add_metric("RateLimitDegraded", MetricUnit.Count, 1)

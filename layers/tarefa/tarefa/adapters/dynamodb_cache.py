@@ -6,9 +6,9 @@ Items: `pk` (one of SHARDS partitions, by key hash: no hot partition), `sk` (the
 `begins_with`, never a Scan.
 
 Sliding windows are bucketed: one attribute `b<n>` per 1/60 of the window, so an item stays
-under 1 KB (one write unit) whatever the limit. A hit is one UpdateItem that ADDs to the current
-bucket, drops the buckets that just expired and returns the item; a hit over the limit is taken
-back with a second update. Concurrent hits are serialised by DynamoDB, so the limit is never exceeded; a
+under 1 KB (one write unit) whatever the limit. A hit is one UpdateItem that ADDs its cost (1, or
+a batch's jobs) to the current bucket, drops the buckets that just expired and returns the item;
+a hit over the limit is taken back with a second update. Concurrent hits are serialised by DynamoDB, so the limit is never exceeded; a
 bucket counts until its end leaves the window, so the window errs by at most 1/60 on the strict
 side.
 """
@@ -113,7 +113,9 @@ class DynamoCacheBackend:
         self._delete_keys(found)
         return len(found)
 
-    def hit_window(self, key: str, limit: int, window_seconds: float, now: float) -> WindowCount:
+    def hit_window(
+        self, key: str, limit: int, window_seconds: float, now: float, cost: int = 1
+    ) -> WindowCount:
         width = window_seconds / BUCKETS_PER_WINDOW
         current = math.floor(now / width)
         first_live = math.floor((now - window_seconds) / width)  # ends inside the window
@@ -122,10 +124,10 @@ class DynamoCacheBackend:
         item = self.client.update_item(
             TableName=self.table,
             Key=_key(key),
-            UpdateExpression="ADD #b :one SET #exp = :exp REMOVE " + ", ".join(names),
+            UpdateExpression="ADD #b :cost SET #exp = :exp REMOVE " + ", ".join(names),
             ExpressionAttributeNames={"#b": f"b{current}", "#exp": "expiresAt", **names},
             ExpressionAttributeValues={
-                ":one": {"N": "1"},
+                ":cost": {"N": str(cost)},
                 ":exp": {"N": str(math.ceil(now + window_seconds + width))},
             },
             ReturnValues="ALL_NEW",
@@ -134,16 +136,16 @@ class DynamoCacheBackend:
         live = {n: c for n, c in buckets.items() if n >= first_live and c > 0}
         count = sum(live.values())
         over = count > limit
-        if over:  # over: take this hit back (rare, so the common path is one write)
+        if over:  # over: take these hits back (rare, so the common path is one write)
             self.client.update_item(
                 TableName=self.table,
                 Key=_key(key),
                 UpdateExpression="ADD #b :minus",
                 ExpressionAttributeNames={"#b": f"b{current}"},
-                ExpressionAttributeValues={":minus": {"N": "-1"}},
+                ExpressionAttributeValues={":minus": {"N": str(-cost)}},
             )
-            live[current] -= 1
-            count -= 1
+            live[current] -= cost
+            count -= cost
         stale = [n for n in buckets if n < first_live]
         if stale and len(buckets) > MAX_BUCKET_ATTRIBUTES:  # left by sparse hits; keeps it < 1 KB
             self.client.update_item(

@@ -21,15 +21,20 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# KEYS[1] window; ARGV: limit, window seconds, now (epoch seconds), member.
+# KEYS[1] window; ARGV: limit, window seconds, now (epoch seconds), member, cost (hits, each
+# its own member: ARGV[4] for the first, ARGV[4]:n for the others).
 _HIT_WINDOW = """
 local limit, window, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local cost = tonumber(ARGV[5] or '1')
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local count = redis.call('ZCARD', KEYS[1])
 local allowed = 0
-if count < limit then
+if count + cost <= limit then
   redis.call('ZADD', KEYS[1], now, ARGV[4])
-  count = count + 1
+  for n = 2, cost do
+    redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. n)
+  end
+  count = count + cost
   allowed = 1
 end
 redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
@@ -108,9 +113,11 @@ class RedisCacheBackend:
             deleted += int(self.client.unlink(*batch))
         return deleted
 
-    def hit_window(self, key: str, limit: int, window_seconds: float, now: float) -> WindowCount:
+    def hit_window(
+        self, key: str, limit: int, window_seconds: float, now: float, cost: int = 1
+    ) -> WindowCount:
         allowed, count, oldest = self._hit_window(
-            keys=[key], args=[limit, window_seconds, repr(now), f"{now!r}:{uuid.uuid4().hex}"]
+            keys=[key], args=[limit, window_seconds, repr(now), f"{now!r}:{uuid.uuid4().hex}", cost]
         )
         return WindowCount(bool(allowed), int(count), float(oldest) if oldest is not None else None)
 
