@@ -12,10 +12,19 @@ from pydantic import BaseModel, ValidationError
 from tarefa import api, errors
 from tarefa.api import json_response
 from tarefa.job import Priority
-from tarefa.jobs import Caller, CancelRequest, EnqueueRequest, ListRequest, field_errors
+from tarefa.jobs import (
+    BatchEnqueueRequest,
+    Caller,
+    CancelRequest,
+    Enqueued,
+    EnqueueRequest,
+    ListRequest,
+    field_errors,
+)
 from tarefa.wiring import container
 
 Model = TypeVar("Model", bound=BaseModel)
+BATCH_MAX_BODY_BYTES = 1024 * 1024  # 100 jobs of up to 10 KiB each (POST /jobs: 256 KiB)
 
 logger = Logger()
 metrics = Metrics()
@@ -94,6 +103,38 @@ def enqueue() -> Response[str]:
             ) from None
     result = container().jobs.enqueue(who, request)
     return json_response(202 if result.created else 200, result.job.public())
+
+
+@app.post("/jobs/batch")
+def enqueue_batch() -> Response[str]:
+    """Up to 100 jobs, each answered as POST /jobs would answer it alone; they count as that
+    many requests in POST /jobs's rate limit (all or none)."""
+    who = caller()
+    batch = api.parse_body(app.current_event, BatchEnqueueRequest, max_bytes=BATCH_MAX_BODY_BYTES)
+    return api.charged(app, "POST /jobs", len(batch.jobs), lambda: _enqueue_batch(who, batch))
+
+
+def _enqueue_batch(who: Caller, batch: BatchEnqueueRequest) -> Response[str]:
+    parsed: list[EnqueueRequest | Exception] = []
+    for item in batch.jobs:
+        try:
+            parsed.append(api.parse_item(EnqueueRequest, item))
+        except errors.TarefaError as exc:
+            parsed.append(exc)
+    outcomes: dict[int, Enqueued | Exception] = {
+        i: r for i, r in enumerate(parsed) if isinstance(r, Exception)
+    }
+    valid = [(i, r) for i, r in enumerate(parsed) if isinstance(r, EnqueueRequest)]
+    enqueued = container().jobs.enqueue_many(who, [r for _, r in valid])
+    outcomes.update(zip((i for i, _ in valid), enqueued, strict=True))
+    items: list[dict[str, Any]] = []
+    for i in range(len(parsed)):
+        outcome = outcomes[i]
+        if isinstance(outcome, Enqueued):
+            items.append({"index": i, "job": outcome.job.public(), "created": outcome.created})
+        else:
+            items.append({"index": i, "error": api.error_object(outcome)[1]})
+    return json_response(202, {"items": items})
 
 
 @app.get("/job-types")

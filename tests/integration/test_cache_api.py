@@ -78,6 +78,27 @@ def test_enqueue_past_the_limit_gets_429_with_the_rate_limit_headers(limited: tu
     assert app.api("POST", "/jobs", {"type": "system.echo"}, ALICE).status == 202
 
 
+def test_the_enqueue_limit_counts_a_batch_as_its_jobs(limited: tuple[LocalApp, Clock]) -> None:
+    app, clock = limited  # 3 jobs a minute, on DynamoDB and on Redis
+    two = app.api("POST", "/jobs/batch", {"jobs": [{"type": "system.echo"}] * 2}, ALICE)
+    assert two.status == 202
+    assert (two.headers["x-ratelimit-limit"], two.headers["x-ratelimit-remaining"]) == ("3", "1")
+    # Two more do not fit: 429 as a whole, with the usual headers, nothing enqueued
+    refused = app.api("POST", "/jobs/batch", {"jobs": [{"type": "system.echo"}] * 2}, ALICE)
+    assert refused.status == 429 and refused.body["error"]["code"] == "RATE_LIMITED"
+    assert refused.headers["x-ratelimit-remaining"] == "1" and int(refused.headers["retry-after"]) >= 1
+    assert len(app.api("GET", "/jobs", claims=ALICE).body["items"]) == 2
+    # The one left is POST /jobs's too: the batch and the single route share the window
+    single = app.api("POST", "/jobs", {"type": "system.echo"}, ALICE)
+    assert single.status == 202 and single.headers["x-ratelimit-remaining"] == "0"
+    assert app.api("POST", "/jobs/batch", {"jobs": [{"type": "system.echo"}]}, ALICE).status == 429
+    # Bob has his own window; a 422 batch counts nothing
+    assert app.api("POST", "/jobs/batch", {"jobs": [{"type": "system.echo"}] * 101}, BOB).status == 422
+    assert app.api("POST", "/jobs/batch", {"jobs": [{"type": "system.echo"}] * 3}, BOB).status == 202
+    clock.advance(62)
+    assert app.api("POST", "/jobs/batch", {"jobs": [{"type": "system.echo"}] * 3}, ALICE).status == 202
+
+
 def test_an_anonymous_route_is_limited_by_the_gateways_source_ip_not_x_forwarded_for(
     limited: tuple[LocalApp, Clock],
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 
 from tarefa.errors import ConflictError
@@ -18,28 +18,31 @@ class MemoryStore:
         self.keys: dict[str, tuple[str, datetime]] = {}
         self.fingerprints: dict[str, str] = {}
         self.writes = 0
+        self.lock = threading.RLock()  # a batch enqueue writes from a few threads
 
     def get(self, job_id: str) -> Job | None:
         return self.jobs.get(job_id)
 
     def put(self, job: Job, expected_version: int | None) -> None:
-        current = self.jobs.get(job.job_id)
-        if (expected_version is None and current is not None) or (
-            expected_version is not None and (current is None or current.version != expected_version)
-        ):
-            raise ConflictError(job.job_id)
-        self.writes += 1
-        self.jobs[job.job_id] = job
+        with self.lock:
+            current = self.jobs.get(job.job_id)
+            if (expected_version is None and current is not None) or (
+                expected_version is not None and (current is None or current.version != expected_version)
+            ):
+                raise ConflictError(job.job_id)
+            self.writes += 1
+            self.jobs[job.job_id] = job
 
     def put_with_idempotency_key(
         self, job: Job, key_id: str, expires_at: datetime, fingerprint: str | None = None
     ) -> None:
-        if key_id in self.keys and self.keys[key_id][1] > job.created_at:
-            raise ConflictError(key_id)
-        self.put(job, None)
-        self.keys[key_id] = (job.job_id, expires_at)
-        if fingerprint:
-            self.fingerprints[key_id] = fingerprint
+        with self.lock:
+            if key_id in self.keys and self.keys[key_id][1] > job.created_at:
+                raise ConflictError(key_id)
+            self.put(job, None)
+            self.keys[key_id] = (job.job_id, expires_at)
+            if fingerprint:
+                self.fingerprints[key_id] = fingerprint
 
     def idempotency_entry(self, key_id: str, now: datetime) -> IdempotencyEntry | None:
         found = self.keys.get(key_id)
@@ -95,17 +98,31 @@ class MemoryStore:
 
 
 class MemoryQueue:
-    def __init__(self, fail_sends: bool = False) -> None:
+    def __init__(self, fail_sends: bool = False, refuse: Callable[[str], bool] = lambda body: False) -> None:
         self.sent: list[tuple[Priority, str, int]] = []
         self.visibility: list[tuple[str, int]] = []
         self.dead: list[tuple[Priority, str, str]] = []
         self.fail_sends = fail_sends
+        self.refuse = refuse  # a batch entry whose body this matches fails on its own
+        self.batches: list[tuple[Priority, int]] = []  # send_batch calls: priority, messages
+        self.lock = threading.Lock()
 
     def send(self, priority: Priority, body: str, delay_seconds: int = 0) -> str:
         if self.fail_sends:
             raise RuntimeError("SQS is down")
-        self.sent.append((priority, body, delay_seconds))
-        return f"m-{len(self.sent)}"
+        with self.lock:
+            self.sent.append((priority, body, delay_seconds))
+            return f"m-{len(self.sent)}"
+
+    def send_batch(self, priority: Priority, messages: Sequence[tuple[str, int]]) -> list[str | Exception]:
+        with self.lock:
+            self.batches.append((priority, len(messages)))
+        if self.fail_sends:
+            raise RuntimeError("SQS is down")
+        return [
+            RuntimeError("SQS refused the entry") if self.refuse(body) else self.send(priority, body, delay)
+            for body, delay in messages
+        ]
 
     def change_visibility(self, priority: Priority, receipt_handle: str, seconds: int) -> None:
         self.visibility.append((receipt_handle, seconds))

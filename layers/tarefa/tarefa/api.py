@@ -9,7 +9,7 @@ its own Router in it (`app.include_router(router)`), so its routes behave like t
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools import Logger
@@ -227,7 +227,9 @@ def source_ip(event: APIGatewayProxyEventV2) -> str:
     return str(event.request_context.http.source_ip)
 
 
-def parse_body(event: APIGatewayProxyEventV2, model: type[Model], required: bool = True) -> Model:
+def parse_body(
+    event: APIGatewayProxyEventV2, model: type[Model], required: bool = True, max_bytes: int = MAX_BODY_BYTES
+) -> Model:
     """The JSON body as `model`, strictly: JSON types as the document gives them (no `true` or
     `"3"` for an integer), UTF-8 only, and no NaN or Infinity (Python's json and pydantic accept
     them; JSON does not)."""
@@ -238,8 +240,8 @@ def parse_body(event: APIGatewayProxyEventV2, model: type[Model], required: bool
         data = base64.b64decode(body, validate=True) if event.is_base64_encoded else body.encode()
     except ValueError:  # binascii.Error, UnicodeEncodeError (a lone surrogate), non-ASCII base64
         raise errors.MalformedRequestError("The body is not valid UTF-8") from None
-    if len(data) > MAX_BODY_BYTES:
-        raise errors.PayloadTooLargeError(f"The body is over {MAX_BODY_BYTES // 1024} KiB")
+    if len(data) > max_bytes:
+        raise errors.PayloadTooLargeError(f"The body is over {max_bytes // 1024} KiB")
     try:
         raw = data.decode()
     except UnicodeDecodeError:
@@ -261,6 +263,16 @@ def parse_body(event: APIGatewayProxyEventV2, model: type[Model], required: bool
             raise errors.MalformedRequestError(
                 "The body is not valid JSON: NaN and Infinity are not JSON numbers"
             ) from None
+    return _validated(model, raw)
+
+
+def parse_item(model: type[Model], value: Any) -> Model:
+    """One item of a batch body (already parsed JSON) as `model`, as strictly as `parse_body`
+    reads a body, with the same errors: what a single request with that body would answer."""
+    return _validated(model, json.dumps(value))
+
+
+def _validated(model: type[Model], raw: str) -> Model:
     try:
         return model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
@@ -281,26 +293,42 @@ def parse_query(event: APIGatewayProxyEventV2, model: type[Model]) -> Model:
 def rate_limit(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[str]:
     """Per-route sliding-window limits (TAREFA_RATE_LIMITS, TAREFA_ENQUEUE_RATE_LIMIT) for the
     authenticated user, else the source IP API Gateway saw (never X-Forwarded-For)."""
-    route = app.current_event.route_key
+    return charged(app, app.current_event.route_key, 1, lambda: next_middleware(app))
+
+
+def charged(
+    app: APIGatewayHttpResolver, route: str, cost: int, handle: Callable[[], Response[str]]
+) -> Response[str]:
+    """`handle()` if `cost` hits fit in `route`'s limit for the caller, with the X-RateLimit-*
+    headers; else 429 (503 when the limiter is down and the limit fails closed) and `handle` is
+    not called. POST /jobs/batch counts its jobs in the window of POST /jobs this way."""
     limit = container().settings.route_limits().get(route) or DEFAULT_LIMITS.get(route)
     limiter = container().limiter
     if limit is None or limiter is None:
-        return next_middleware(app)
+        return handle()
     subject = claims(app.current_event).get("sub")
     identity = f"user:{subject}" if subject else f"ip:{app.current_event.request_context.http.source_ip}"
-    decision = limiter.hit(route, identity, limit.rate, limit.fail_open, lease=True)
+    decision = limiter.hit(route, identity, limit.rate, limit.fail_open, cost, lease=True)
     if decision.allowed:
-        response = next_middleware(app)
+        response = handle()
     elif decision.degraded:
         response = error_response(
             503, errors.RateLimiterUnavailableError.code, "Rate limiting is unavailable; try again shortly"
         )
-    else:
+    elif cost == 1:
         response = error_response(
             429,
             errors.RateLimitedError.code,
             f"Rate limit of {limit.rate.limit} requests per {limit.rate.window_seconds} s reached; "
             f"retry in {decision.retry_after} s",
+        )
+    else:
+        response = error_response(
+            429,
+            errors.RateLimitedError.code,
+            f"Rate limit of {limit.rate.limit} jobs per {limit.rate.window_seconds} s: this batch "
+            f"counts {cost} and {decision.remaining} are left; nothing was enqueued, retry in "
+            f"{decision.retry_after} s (or send fewer)",
         )
     if not decision.degraded or not decision.allowed:
         response.headers.update(decision.headers())
@@ -308,31 +336,50 @@ def rate_limit(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> 
 
 
 def domain_error(exc: errors.TarefaError) -> Response[str]:
-    status = (
-        exc.status
-        if isinstance(exc, errors.Refusal)
-        else next((s for cls, s in STATUS_OF.items() if isinstance(exc, cls)), 500)
-    )
+    status = _status_of(exc)
     response = error_response(status, exc.code, exc.message, exc.details)
     if status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
     return response
 
 
+def _status_of(exc: errors.TarefaError) -> int:
+    if isinstance(exc, errors.Refusal):
+        return exc.status
+    return next((s for cls, s in STATUS_OF.items() if isinstance(exc, cls)), 500)
+
+
+def error_object(exc: Exception) -> tuple[int, dict[str, Any]]:
+    """The status and `error` object a route answers `exc` with (a batch item's error): a
+    domain error's, an AWS outage's 503 SERVICE_UNAVAILABLE, or else 500 INTERNAL (logged)."""
+    if isinstance(exc, errors.TarefaError):
+        error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+        if exc.details:
+            error["details"] = exc.details
+        return _status_of(exc), error
+    if _is_aws_outage(exc):
+        logger.warning("an AWS dependency failed", extra={"error": type(exc).__name__})
+        return 503, {"code": "SERVICE_UNAVAILABLE", "message": OUTAGE_MESSAGE}
+    logger.error("unhandled error", exc_info=exc)
+    return 500, {"code": "INTERNAL", "message": INTERNAL_MESSAGE}
+
+
 def not_found(exc: NotFoundError) -> Response[str]:
     return error_response(404, "ROUTE_NOT_FOUND", "No such route")
+
+
+OUTAGE_MESSAGE = "A dependency is unavailable for a moment; retry the request"
+INTERNAL_MESSAGE = "Something went wrong on our side; the request was logged"
 
 
 def unexpected(exc: Exception) -> Response[str]:
     if _is_aws_outage(exc):
         logger.warning("an AWS dependency failed", extra={"error": type(exc).__name__})
-        response = error_response(
-            503, "SERVICE_UNAVAILABLE", "A dependency is unavailable for a moment; retry the request"
-        )
+        response = error_response(503, "SERVICE_UNAVAILABLE", OUTAGE_MESSAGE)
         response.headers["Retry-After"] = "1"
         return response
     logger.exception("unhandled error")
-    return error_response(500, "INTERNAL", "Something went wrong on our side; the request was logged")
+    return error_response(500, "INTERNAL", INTERNAL_MESSAGE)
 
 
 def _is_aws_outage(exc: Exception) -> bool:

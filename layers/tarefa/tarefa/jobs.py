@@ -8,10 +8,10 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -45,8 +45,13 @@ from tarefa.sensitive import (
     withholding,
 )
 
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
 logger = Logger(child=True)
 metrics = Metrics()
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 RECORD_WRITE_PAUSES = (0.05, 0.2, 0.8)  # a new job's write is retried this often in the request
@@ -55,6 +60,8 @@ SYSTEM_USER = "tarefa:system"  # owner of jobs that jobs without a user enqueue
 # without invalidation, so a client never reads a stale status.
 IMMUTABLE = frozenset({JobStatus.COMPLETED, JobStatus.CANCELLED})
 JOB_CACHE_SCHEMA = 2  # bump when Job changes shape: old entries then read as misses (2: progress)
+MAX_BATCH = 100  # jobs per POST /jobs/batch
+BATCH_THREADS = 8  # a batch's concurrent reads and writes
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,17 @@ class EnqueueRequest(CamelModel):
     order_id: str | None = Field(None, min_length=1, max_length=128)
     # One of the caller's webhook subscription URLs: the job's ending is posted there.
     callback_url: str | None = Field(None, min_length=1, max_length=2048)
+
+
+class BatchEnqueueRequest(CamelModel):
+    """POST /jobs/batch. Each job is what POST /jobs takes, validated on its own, so a bad one
+    is that item's error and never the request's."""
+
+    jobs: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        json_schema_extra={"items": {"$ref": "#/components/schemas/EnqueueRequest"}},
+    )
 
 
 class CancelRequest(CamelModel):
@@ -103,6 +121,20 @@ class JobList(BaseModel):
 class Enqueued:
     job: Job
     created: bool  # False: an earlier request with the same idempotency key made it
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One enqueue's decisions before any read or write (JobService._prepare)."""
+
+    caller: Caller
+    job_type: JobType
+    payload: BaseModel
+    job: Job
+    delay: int  # seconds, scaled by the delay speed-up
+    now: datetime
+    key_id: str | None
+    fingerprint: str | None
 
 
 def field_errors(
@@ -154,6 +186,11 @@ class JobService:
 
     # -- enqueue ---------------------------------------------------------------------------
     def enqueue(self, caller: Caller, request: EnqueueRequest) -> Enqueued:
+        return self._enqueue_prepared(self._prepare(caller, request))
+
+    def _prepare(self, caller: Caller, request: EnqueueRequest) -> _Prepared:
+        """Everything an enqueue decides before it reads or writes anything: the type, the
+        validated payload, the callback's check, the new job, its delay and idempotency key."""
         job_type = self.registry.get(request.type)
         try:
             payload = job_type.payload_model.model_validate(request.payload)
@@ -195,6 +232,12 @@ class JobService:
         )
         key_id = _key_id(caller, request.idempotency_key) if request.idempotency_key else None
         fingerprint = _fingerprint(request, job_type) if key_id else None
+        return _Prepared(caller, job_type, payload, job, delay, now, key_id, fingerprint)
+
+    def _enqueue_prepared(self, prepared: _Prepared) -> Enqueued:
+        caller, job_type, payload = prepared.caller, prepared.job_type, prepared.payload
+        job, delay, now = prepared.job, prepared.delay, prepared.now
+        key_id, fingerprint = prepared.key_id, prepared.fingerprint
         if key_id is not None:
             existing = self._existing(key_id, now, fingerprint)
             if existing is not None:
@@ -228,6 +271,118 @@ class JobService:
             metrics.add_metric("JobsEnqueued", MetricUnit.Count, 1)
             logger.debug("job enqueued", extra={"job_id": job.job_id, "job_type": job.type})
         return enqueued
+
+    # -- batch enqueue ---------------------------------------------------------------------
+    def enqueue_many(self, caller: Caller, requests: Sequence[EnqueueRequest]) -> list[Enqueued | Exception]:
+        """POST /jobs/batch: each request enqueued as `enqueue` would, on its own: per request,
+        in order, what `enqueue` returns or the error it raises (one bad request never sinks
+        the others).
+
+        Plain jobs share SendMessageBatch calls (per priority, 10 a call) and are recorded
+        after their messages went out, each with the single path's conditional write (its
+        key's transaction when it has one), a few at a time. A job with a flow-control policy,
+        held (a delay past SQS's), with sensitive fields, or whose idempotency key an earlier
+        request of the batch also names, takes the single path, after the others."""
+        results: list[Enqueued | Exception | None] = [None] * len(requests)
+        prepared: dict[int, _Prepared] = {}
+        for i, request in enumerate(requests):
+            try:
+                prepared[i] = self._prepare(caller, request)
+            except Exception as exc:
+                results[i] = exc
+        batched: list[int] = []
+        single: list[int] = []
+        later: list[int] = []  # a key already named: after its first, which decides
+        keys: set[str] = set()
+        for i, item in prepared.items():
+            if item.key_id is not None and item.key_id in keys:
+                later.append(i)
+            elif self._single_only(item):
+                single.append(i)
+            else:
+                batched.append(i)
+            if item.key_id is not None:
+                keys.add(item.key_id)
+        with _Pool(len(batched)) as pool:
+            for i, outcome in zip(
+                batched, pool.each(self._batched, [prepared[i] for i in batched]), strict=True
+            ):
+                results[i] = outcome
+            fresh = [i for i in batched if results[i] is None]
+            self._send_and_record(pool, [prepared[i] for i in fresh], fresh, results)
+        for i in (*single, *later):
+            try:
+                results[i] = self._enqueue_prepared(prepared[i])
+            except Exception as exc:
+                results[i] = exc
+        created = sum(
+            1 for i in batched if (r := results[i]) is not None and isinstance(r, Enqueued) and r.created
+        )
+        if created:
+            metrics.add_metric("JobsEnqueued", MetricUnit.Count, created)
+        return [r if r is not None else RuntimeError("not enqueued") for r in results]
+
+    def _single_only(self, item: _Prepared) -> bool:
+        """What the batched path does not do: flow control, holding, sealing."""
+        policy = item.job_type.policy
+        flow = self.flow is not None and (policy.unique_key is not None or policy.debounce is not None)
+        return flow or item.job.held or bool(item.job_type.sensitive_fields)
+
+    def _batched(self, item: _Prepared) -> Enqueued | Exception | None:
+        """A batched job's key, read first: the job it names (None: the key is free, or none)."""
+        if item.key_id is None:
+            return None
+        existing = self._existing(item.key_id, item.now, item.fingerprint)
+        return Enqueued(existing, created=False) if existing is not None else None
+
+    def _send_and_record(
+        self,
+        pool: _Pool,
+        items: list[_Prepared],
+        indexes: list[int],
+        results: list[Enqueued | Exception | None],
+    ) -> None:
+        """The single path's order for many jobs: every message out first (SendMessageBatch per
+        priority), then each sent job's conditional write; a job whose send failed answers what
+        `enqueue` answers then (`_not_sent`)."""
+        outgoing: dict[Priority, list[tuple[int, _Prepared, datetime | None, str]]] = {}
+        for i, item in zip(indexes, items, strict=True):
+            expires = item.now + IDEMPOTENCY_WINDOW if item.key_id else None
+            try:
+                body = _new_job_message(item.job, item.key_id, expires, item.fingerprint)
+            except Exception as exc:
+                results[i] = exc
+                continue
+            outgoing.setdefault(item.job.priority, []).append((i, item, expires, body))
+        groups = list(outgoing.items())
+        sends = pool.each(
+            lambda group: self.queue.send_batch(
+                group[0], [(body, min(item.delay, SQS_MAX_DELAY_SECONDS)) for _, item, _, body in group[1]]
+            ),
+            groups,
+        )
+        sent: list[tuple[int, _Prepared, datetime | None]] = []
+        unsent: list[tuple[int, _Prepared, Exception]] = []
+        for (_, group), answer in zip(groups, sends, strict=True):
+            answers = answer if isinstance(answer, list) else [answer] * len(group)
+            for (i, item, expires, _), one in zip(group, answers, strict=True):
+                if isinstance(one, Exception):
+                    logger.warning("could not queue a new job", extra={"error": type(one).__name__})
+                    unsent.append((i, item, one))
+                else:
+                    sent.append((i, item, expires))
+        for (i, _, _), outcome in zip(
+            unsent, pool.each(lambda u: self._not_sent(u[1].job, u[1].key_id, u[2]), unsent), strict=True
+        ):
+            results[i] = outcome
+        for (i, _, _), outcome in zip(
+            sent,
+            pool.each(
+                lambda s: self._record_new(s[1].job, s[1].key_id, s[2], s[1].now, s[1].fingerprint), sent
+            ),
+            strict=True,
+        ):
+            results[i] = outcome
 
     def _debounce(
         self, caller: Caller, job_type: JobType, payload: BaseModel, job: Job, delay: int
@@ -277,12 +432,7 @@ class JobService:
         """Queue a new job before it is recorded, with all the record needs: if the record's
         write fails, the worker that takes the message records it. Returns the error when the
         send failed (a timeout may still have sent it)."""
-        body = QueueMessage.for_new_job(job, key_id, key_expires, fingerprint)
-        if len(body.encode()) > SQS_MAX_MESSAGE_BYTES:
-            raise PayloadTooLargeError(
-                f"The job's message would be {len(body.encode())} bytes; a queue message holds "
-                f"{SQS_MAX_MESSAGE_BYTES} (make the payload smaller)"
-            )
+        body = _new_job_message(job, key_id, key_expires, fingerprint)
         try:
             self.queue.send(job.priority, body, min(delay, SQS_MAX_DELAY_SECONDS))
         except Exception as exc:
@@ -554,6 +704,52 @@ class JobService:
             raise InvalidTransitionError(
                 old.job_id, current.status if current else "gone", new.status
             ) from None
+
+
+class _Pool:
+    """A few threads for a batch's reads and writes (DynamoDB bills per write, not per request:
+    concurrent conditional PutItems cost what a BatchWriteItem would); inline for one item."""
+
+    def __init__(self, items: int) -> None:
+        self.threads = min(BATCH_THREADS, items)
+        self.executor: ThreadPoolExecutor | None = None
+
+    def __enter__(self) -> _Pool:
+        if self.threads > 1:
+            from concurrent.futures import ThreadPoolExecutor  # only a batch pays for the import
+
+            self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="tarefa-batch")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+
+    def each(self, work: Callable[[Item], Outcome], items: Sequence[Item]) -> list[Outcome | Exception]:
+        """`work` of every item, in order; an item's exception is its outcome."""
+
+        def one(item: Item) -> Outcome | Exception:
+            try:
+                return work(item)
+            except Exception as exc:
+                return exc
+
+        if self.executor is None or len(items) <= 1:
+            return [one(item) for item in items]
+        return list(self.executor.map(one, items))
+
+
+def _new_job_message(
+    job: Job, key_id: str | None, key_expires: datetime | None, fingerprint: str | None
+) -> str:
+    """The message of a new job (everything its record needs); PayloadTooLargeError past SQS's."""
+    body = QueueMessage.for_new_job(job, key_id, key_expires, fingerprint)
+    if len(body.encode()) > SQS_MAX_MESSAGE_BYTES:
+        raise PayloadTooLargeError(
+            f"The job's message would be {len(body.encode())} bytes; a queue message holds "
+            f"{SQS_MAX_MESSAGE_BYTES} (make the payload smaller)"
+        )
+    return body
 
 
 def _fingerprint(request: EnqueueRequest, job_type: JobType) -> str:

@@ -24,7 +24,7 @@ from tarefa.deadletters import (
     RedriveRequest,
 )
 from tarefa.job import Job
-from tarefa.jobs import CancelRequest, EnqueueRequest, ListRequest
+from tarefa.jobs import BatchEnqueueRequest, CancelRequest, EnqueueRequest, ListRequest
 from tarefa.maintenance import CleanupRequest, RecoverRequest
 from tarefa.queues import QueuesOverview, QueueView
 from tarefa.schedules import (
@@ -51,6 +51,19 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class BatchEnqueueItem(BaseModel):
+    """One job of a batch: `job` and `created`, or `error`."""
+
+    index: int = Field(description="the job's position in the request's `jobs`")
+    job: Job | None = None
+    created: bool | None = Field(None, description="false: its idempotency key named an existing job")
+    error: ErrorBody | None = Field(None, description="what POST /jobs would answer for this job alone")
+
+
+class BatchEnqueueAnswer(BaseModel):
+    items: list[BatchEnqueueItem] = Field(description="one per job, in request order")
 
 
 class GatewayErrorResponse(BaseModel):
@@ -154,6 +167,7 @@ def routes() -> list[RouteDoc]:
         RouteDoc("GET", "/health", "Health of DynamoDB, SQS and the cache (no token)", errors=(503,), public=True),
         RouteDoc("GET", "/job-types", "The job types this deployment runs, with their payload schemas", 200, JobTypeList, errors=(401,)),
         RouteDoc("POST", "/jobs", "Enqueue a job (200: an Idempotency-Key or a type's unique key named an existing job; 409 IDEMPOTENCY_KEY_REUSED: the key made another request; 409 UNIQUE_KEY_BUSY: a concurrent enqueue holds the unique key, retry)", 202, Job, EnqueueRequest, errors=(400, 401, 409, 413, 422, 429, 503)),
+        RouteDoc("POST", "/jobs/batch", "Enqueue 1 to 100 jobs, each as POST /jobs would alone: items in request order, {index, job, created} (created false: its idempotency key named an existing job) or {index, error} (the error POST /jobs would answer for that job: 400, 409, 413, 422, 503 QUEUE_UNAVAILABLE naming its jobId ...); one bad item never sinks the others. Counts as its number of jobs in POST /jobs's rate limit: a batch that does not fit is 429 whole, nothing enqueued", 202, BatchEnqueueAnswer, BatchEnqueueRequest, errors=(400, 401, 413, 422, 429)),
         RouteDoc("GET", "/jobs", "Your jobs (every job for admins), newest first", 200, JobPage, query=ListRequest),
         RouteDoc("GET", "/jobs/{jobId}", "One job (X-Cache: HIT when a finished job came from the cache)", 200, Job),
         RouteDoc("POST", "/jobs/{jobId}/cancel", "Cancel a PENDING, RETRYING or FAILED job", 200, Job, CancelRequest, errors=(401, 404, 409, 422)),

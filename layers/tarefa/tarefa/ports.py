@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -72,6 +72,11 @@ class JobStore(Protocol):
 class JobQueue(Protocol):
     def send(self, priority: Priority, body: str, delay_seconds: int = 0) -> str:
         """Send a message; returns its message id."""
+
+    def send_batch(self, priority: Priority, messages: Sequence[tuple[str, int]]) -> list[str | Exception]:
+        """Send (body, delay seconds) messages in as few calls as the queue allows, each as `send`
+        would (its group, its delay); per message, in order: its id, or the error that kept it
+        from being sent (a lost answer: it may have been sent)."""
 
     def change_visibility(self, priority: Priority, receipt_handle: str, seconds: int) -> None: ...
 
@@ -185,8 +190,8 @@ class CacheBackend(Protocol):
     def hit_window(
         self, key: str, limit: int, window_seconds: float, now: float, cost: int = 1
     ) -> WindowCount:
-        """Count `cost` hits in the sliding window ending at `now` unless that would pass
-        `limit` (then none is counted)."""
+        """Count `cost` hits in the sliding window ending at `now` unless that would take it
+        past `limit` (then none is counted)."""
 
     def ping(self) -> None: ...
 

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
 
 from tarefa.flow import message_group
 from tarefa.job import Priority
 from tarefa.ports import DeadLetter, QueueDepth
+from tarefa.queue import SQS_MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
 
 ERROR_ATTRIBUTE = "tarefa-error"
 JOB_ID_ATTRIBUTE = "tarefa-job-id"
+BATCH_ENTRIES = 10  # SendMessageBatch's limits: entries per call, and their bodies together
+BATCH_MAX_BYTES = SQS_MAX_MESSAGE_BYTES
+BATCH_ATTEMPTS = 2  # an entry SQS failed on its side gets one more try
 
 
 class SqsJobQueue:
@@ -40,6 +46,62 @@ class SqsJobQueue:
             MessageGroupId=self.group_of(body),
         )
         return response["MessageId"]
+
+    def send_batch(self, priority: Priority, messages: Sequence[tuple[str, int]]) -> list[str | Exception]:
+        """SendMessageBatch: up to 10 entries and BATCH_MAX_BYTES of bodies per call, each entry
+        with the MessageGroupId and DelaySeconds `send` would give it. An entry SQS failed on
+        its side (SenderFault false) is sent once more in the next call; what still failed, and
+        every entry of a call that raised, is that entry's error (a ClientError naming SQS's
+        code, as a refused SendMessage raises)."""
+        results: list[str | Exception | None] = [None] * len(messages)
+        for chunk in _chunks(messages):
+            pending = chunk
+            for attempt in range(BATCH_ATTEMPTS):
+                pending = self._send_chunk(
+                    priority, messages, pending, results, last=attempt == BATCH_ATTEMPTS - 1
+                )
+                if not pending:
+                    break
+        return [r if r is not None else RuntimeError("not sent") for r in results]
+
+    def _send_chunk(
+        self,
+        priority: Priority,
+        messages: Sequence[tuple[str, int]],
+        chunk: list[int],
+        results: list[str | Exception | None],
+        last: bool,
+    ) -> list[int]:
+        """Send the messages at `chunk`'s indexes in one call; the indexes worth sending again."""
+        entries: Any = [
+            {
+                "Id": str(i),
+                "MessageBody": messages[i][0],
+                "DelaySeconds": messages[i][1],
+                "MessageGroupId": self.group_of(messages[i][0]),
+            }
+            for i in chunk
+        ]
+        try:
+            response = self.client.send_message_batch(QueueUrl=self.queue_urls[priority], Entries=entries)
+        except Exception as exc:  # the call failed, or its answer was lost: each entry may be queued
+            for i in chunk:
+                results[i] = exc
+            return []
+        for sent in response.get("Successful", []):
+            results[int(sent["Id"])] = sent["MessageId"]
+        again: list[int] = []
+        for failed in response.get("Failed", []):
+            i = int(failed["Id"])
+            if not failed.get("SenderFault", False) and not last:
+                again.append(i)
+                continue
+            error: Any = {
+                "Error": {"Code": failed.get("Code", "InternalError"), "Message": failed.get("Message", "")},
+                "ResponseMetadata": {"HTTPStatusCode": 400 if failed.get("SenderFault") else 500},
+            }
+            results[i] = ClientError(error, "SendMessageBatch")
+        return again
 
     def change_visibility(self, priority: Priority, receipt_handle: str, seconds: int) -> None:
         self.client.change_message_visibility(
@@ -110,6 +172,21 @@ class SqsJobQueue:
     def ping(self) -> None:
         for url in self.queue_urls.values():
             self.client.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+
+
+def _chunks(messages: Sequence[tuple[str, int]]) -> Iterator[list[int]]:
+    """Indexes of `messages` in request order, cut at BATCH_ENTRIES entries or BATCH_MAX_BYTES."""
+    chunk: list[int] = []
+    size = 0
+    for i, (body, _) in enumerate(messages):
+        length = len(body.encode())
+        if chunk and (len(chunk) == BATCH_ENTRIES or size + length > BATCH_MAX_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(i)
+        size += length
+    if chunk:
+        yield chunk
 
 
 def _dead_letter(message: Any) -> DeadLetter:
