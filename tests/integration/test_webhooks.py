@@ -291,6 +291,13 @@ def test_a_receiver_that_fails_twice_then_succeeds_gets_it_on_the_third_attempt(
         200,
         None,
     )
+    # the log keeps every attempt's answer, not only the last one's
+    assert [(a["attempt"], a["responseCode"], a["error"]) for a in entry["history"]] == [
+        (1, 500, "the receiver answered 500"),
+        (2, 503, "the receiver answered 503"),
+        (3, 200, None),
+    ]
+    assert all(isinstance(a["latencyMs"], int) and a["at"] for a in entry["history"])
     hits = receiver.on("/flaky")
     assert len(hits) == 3 and {h.headers["webhook-id"] for h in hits} == {sent["deliveryId"]}
     for hit in hits:

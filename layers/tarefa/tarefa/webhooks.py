@@ -191,6 +191,19 @@ class Subscription(CamelModel):
         return body
 
 
+MAX_ATTEMPT_LOG = 10  # a delivery's attempts kept on it (3 a run; a retried job adds more)
+
+
+class AttemptRecord(CamelModel):
+    """One POST of a delivery, as the delivery log shows it."""
+
+    attempt: int
+    at: datetime
+    response_code: int | None = None  # None: no answer (a timeout, a refused connection)
+    latency_ms: int | None = None
+    error: str | None = None
+
+
 class Delivery(CamelModel):
     id: str  # the webhook-id header: the same on every attempt of this delivery
     subscription_id: str
@@ -205,9 +218,16 @@ class Delivery(CamelModel):
     created_at: datetime
     updated_at: datetime
     last_attempt_at: datetime | None = None
+    # every attempt's answer, oldest first (the fields above are the latest one's)
+    history: list[AttemptRecord] = Field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
+
+    def with_attempt(self, record: AttemptRecord) -> list[AttemptRecord]:
+        """The history with `record` (a repeat of an attempt, a redelivered message, replaces it)."""
+        kept = [r for r in self.history if r.attempt != record.attempt]
+        return sorted([*kept, record], key=lambda r: r.attempt)[-MAX_ATTEMPT_LOG:]
 
 
 # -- requests -----------------------------------------------------------------------------------
@@ -716,10 +736,12 @@ class WebhookService:
         try:
             status, error, retry_after, latency = self._post(ctx, subscription, body, headers)
         except PermanentJobError as exc:  # the guard refused the address (its DNS changed since)
+            attempt = max(delivery.attempts + 1, ctx.attempt)
             refused = delivery.model_copy(
                 update={
                     "status": DeliveryStatus.FAILED,
-                    "attempts": max(delivery.attempts + 1, ctx.attempt),
+                    "attempts": attempt,
+                    "history": delivery.with_attempt(AttemptRecord(attempt=attempt, at=now, error=str(exc))),
                     "error": str(exc),
                     "job_id": delivery.job_id or ctx.job_id,
                     "last_attempt_at": now,
@@ -738,10 +760,19 @@ class WebhookService:
             Verdict.DISABLE: DeliveryStatus.FAILED,
             Verdict.FAIL: DeliveryStatus.FAILED,
         }[verdict]
+        attempt = max(delivery.attempts + 1, ctx.attempt)
+        record = AttemptRecord(
+            attempt=attempt,
+            at=now,
+            response_code=status,
+            latency_ms=latency,
+            error=None if verdict == Verdict.DELIVERED else error,
+        )
         recorded = delivery.model_copy(
             update={
                 "status": outcome,
-                "attempts": max(delivery.attempts + 1, ctx.attempt),
+                "attempts": attempt,
+                "history": delivery.with_attempt(record),
                 "response_code": status,
                 "latency_ms": latency,
                 "error": None if verdict == Verdict.DELIVERED else error,
