@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test unit integration infra e2e check lint typecheck bench bench-payments bench-guests bench-local bench-fairness load chaos fuzz build clean
+.PHONY: install run test unit integration infra e2e check lint typecheck bench bench-payments bench-guests bench-messaging bench-local bench-fairness load chaos fuzz build clean
 
 # What the tests take from the machine, found on the PATH: Chromium and its ChromeDriver (the
 # dashboard tests) and redis-server (the Redis-backed tests; `.[dev]` brings one into the venv on
@@ -82,6 +82,14 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/payments_bench.py $(PAYMENTS_BENCH_ARGS)
 	$(BIN)/python bench/guests_bench.py
+	$(BIN)/python bench/messaging_bench.py $(MESSAGING_BENCH_ARGS)
+
+# The messaging workload (bench/messaging_bench.py): $ and AWS requests per message sent (to READ,
+# its three status callbacks applied) and per webhook delivered, on moto; and messages a second
+# on `tarefa local` with its WhatsApp sandbox: "messaging" in bench/results.json. Reports; never
+# fails. MESSAGING_BENCH_ARGS="--parts message,webhook" skips the local stack.
+bench-messaging: $(STAMP)
+	$(BIN)/python bench/messaging_bench.py $(MESSAGING_BENCH_ARGS)
 
 # The guests workload's cost (bench/guests_bench.py): AWS requests and $ per 1,000 registrations
 # and logins on moto, bcrypt at its real cost: "guests" -> "cost" in bench/results.json.

@@ -293,6 +293,16 @@ def delete_webhook(subscription_id: str) -> Response[str]:
     return Response(204, "application/json", "")
 
 
+@app.patch("/webhooks/<subscription_id>")
+def patch_webhook(subscription_id: str) -> Response[str]:
+    from tarefa.webhooks import UpdateSubscriptionRequest
+
+    who = caller()
+    c = container()
+    request = parse_body(UpdateSubscriptionRequest)
+    return json_response(200, c.webhooks.set_enabled(who, subscription_id, request.enabled).public(c.now()))
+
+
 @app.post("/webhooks/<subscription_id>/rotate-secret")
 def rotate_webhook_secret(subscription_id: str) -> Response[str]:
     c = container()

@@ -8,7 +8,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -102,15 +102,21 @@ Received = list[tuple[dict[str, str], bytes]]
 
 
 @contextmanager
-def receiver(path: str) -> Iterator[tuple[str, Received]]:
-    """A subscriber on loopback answering 204: its URL, and the (headers, body) it was sent."""
+def receiver(path: str, answers: Sequence[int] = ()) -> Iterator[tuple[str, Received]]:
+    """A subscriber on loopback: its URL, and the (headers, body) of every POST it was sent. It
+    answers them with `answers` in turn (e.g. (500, 500): fails twice), then 204."""
     received: Received = []
+    planned = list(answers)
+    lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            self.send_response(204)
+            with lock:
+                received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = planned.pop(0) if planned else 204
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
             self.end_headers()
 
         def log_message(self, format: str, *args: Any) -> None:

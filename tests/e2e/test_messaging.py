@@ -1,7 +1,8 @@
 """The README's messaging tour on `tarefa local`, over HTTP as a user would, against the
 WhatsApp sandbox the stack starts (Cloud API by default): a session, three messages seen SENT
 then DELIVERED then READ, a number not on WhatsApp ending FAILED, and an inbound message injected
-at the sandbox landing on the session and delivered, signed, to the user's subscriber."""
+at the sandbox landing on the session and delivered, signed, to the user's subscriber, and a
+subscriber that fails twice (500, 500) getting it on the delivery's third attempt."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from standardwebhooks import Webhook
 
 from .conftest import Received, RunningStack, receiver, start_stack
 
@@ -149,3 +151,55 @@ def test_an_injected_inbound_message_lands_and_is_delivered_signed(
     assert headers["x-tarefa-session"] == session["sessionId"]
     assert headers["webhook-signature"].startswith("v1,") and headers["webhook-id"]
     assert json.loads(body)["data"]["message"]["messageId"] == message["messageId"]
+
+
+def inject_inbound(stack: RunningStack, number_id: str, text: str) -> str:
+    request = urllib.request.Request(
+        f"{stack.state['sandboxes']['messaging']}/sandbox/inbound",
+        data=json.dumps({"to": number_id, "from": CLIENTE, "text": text}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        provider_id: str = json.loads(answer.read())["providerMessageId"]
+    return provider_id
+
+
+def test_a_subscriber_that_fails_twice_then_succeeds_gets_it_on_the_third_attempt(
+    stack_with_sandbox: RunningStack,
+) -> None:
+    """The tour's flaky subscriber: 500 twice, then 204. The webhook.delivery job retries (its
+    10 s and 30 s, divided by the stack's --delay-speedup) and the third attempt delivers; the
+    delivery log shows each attempt's answer; every attempt is the same delivery (webhook-id),
+    signed; the job's payload never shows the message in clear."""
+    stack = stack_with_sandbox
+    token = stack.token("caio")
+    with receiver("/flaky", answers=(500, 500)) as (url, received):
+        status, subscription = stack.request(
+            "POST", "/webhooks", {"url": url, "events": ["message.received"]}, token=token
+        )
+        assert status == 201, subscription
+        open_session(stack, token, "106540352242933")
+        inject_inbound(stack, "106540352242933", "Vocês abrem amanhã?")
+        stack.wait_until(lambda: len(received) >= 3, "three attempts", 60)
+
+        def logged() -> dict[str, Any]:
+            status, page = stack.request("GET", f"/webhooks/{subscription['id']}/deliveries", token=token)
+            assert status == 200, page
+            (entry,) = page["items"]
+            found: dict[str, Any] = entry
+            return found
+
+        stack.wait_until(lambda: logged()["status"] == "DELIVERED", "the delivery recorded DELIVERED", 30)
+        entry = logged()
+        assert (entry["event"], entry["attempts"], entry["responseCode"]) == ("message.received", 3, 204)
+        assert [(a["attempt"], a["responseCode"]) for a in entry["history"]] == [(1, 500), (2, 500), (3, 204)]
+        assert len(received) == 3 and {h["webhook-id"] for h, _ in received} == {entry["id"]}
+        stamps = [int(h["webhook-timestamp"]) for h, _ in received]  # each attempt's own
+        assert stamps == sorted(stamps) and stamps[-1] - stamps[0] >= 1  # the retries waited
+        for headers, body in received:
+            event = Webhook(subscription["secret"]).verify(body, headers)
+            assert event["data"]["message"]["text"] == "Vocês abrem amanhã?"
+        status, job = stack.request("GET", f"/jobs/{entry['jobId']}", token=token)
+        assert status == 200 and (job["status"], job["attempts"]) == ("COMPLETED", 3)
+        assert job["payload"]["data"] == "[redacted]" and "abrem" not in json.dumps(job)

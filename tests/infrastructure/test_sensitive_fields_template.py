@@ -92,9 +92,11 @@ def test_the_api_seals_the_worker_opens_and_no_other_function_touches_the_key() 
             assert all("*" not in a for a in actions), function
     # The worker also seals: chained enqueues, and producers that send straight to SQS; the guests
     # workload's routes enqueue types with sensitive fields (a password), the messaging webhooks
-    # an inbound message's sender and text
+    # an inbound message's sender and text; maintenance makes the callbacks of the jobs its sweeps
+    # end, webhook.delivery jobs whose event data is sealed
     assert granted == {
         "ApiFunction": {"kms:GenerateDataKey"},
+        "MaintenanceFunction": {"kms:GenerateDataKey"},
         "WorkerFunction": {"kms:Decrypt", "kms:GenerateDataKey"},
         "GuestsFunction": {"kms:GenerateDataKey"},
         "MessagingFunction": {"kms:GenerateDataKey"},

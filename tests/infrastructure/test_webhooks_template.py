@@ -15,6 +15,7 @@ ROUTES = {
     ("GET", "/webhooks"),
     ("GET", "/webhooks/{subscriptionId}"),
     ("DELETE", "/webhooks/{subscriptionId}"),
+    ("PATCH", "/webhooks/{subscriptionId}"),
     ("POST", "/webhooks/{subscriptionId}/rotate-secret"),
     ("GET", "/webhooks/{subscriptionId}/deliveries"),
     ("POST", "/webhooks/{subscriptionId}/test"),

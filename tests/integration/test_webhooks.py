@@ -291,6 +291,13 @@ def test_a_receiver_that_fails_twice_then_succeeds_gets_it_on_the_third_attempt(
         200,
         None,
     )
+    # the log keeps every attempt's answer, not only the last one's
+    assert [(a["attempt"], a["responseCode"], a["error"]) for a in entry["history"]] == [
+        (1, 500, "the receiver answered 500"),
+        (2, 503, "the receiver answered 503"),
+        (3, 200, None),
+    ]
+    assert all(isinstance(a["latencyMs"], int) and a["at"] for a in entry["history"])
     hits = receiver.on("/flaky")
     assert len(hits) == 3 and {h.headers["webhook-id"] for h in hits} == {sent["deliveryId"]}
     for hit in hits:
@@ -669,3 +676,145 @@ def test_a_job_the_worker_dead_letters_gets_job_failed(hooks: LocalApp, receiver
     body = verified(hit, created["secret"])
     assert body["type"] == "job.failed" and body["data"]["jobId"] == job["jobId"]
     assert body["data"]["errorDetails"]["code"] == "POISON_MESSAGE"
+
+
+# -- turning a subscription off and on (PATCH /webhooks/{id}) --------------------------------------
+def test_a_subscription_a_410_disabled_is_enabled_again_by_its_owner_and_delivers_again(
+    hooks: LocalApp, receiver: Receiver
+) -> None:
+    receiver.script["/gone"] = [410]
+    created = subscribe(hooks, receiver.url("/gone"), ["thing.happened"])
+    sid = created["id"]
+    hooks.api("POST", f"/webhooks/{sid}/test", claims=ALICE)
+    hooks.drain()
+    assert hooks.api("GET", f"/webhooks/{sid}", claims=ALICE).body["status"] == "DISABLED"
+    refused = hooks.api("POST", f"/webhooks/{sid}/test", claims=ALICE)
+    assert refused.status == 409 and "PATCH /webhooks/" in refused.body["error"]["message"]
+
+    # someone else's, an admin's (the URL and its receiver are the owner's), a missing one: 404
+    for claims in (BOB, ADMIN):
+        answer = hooks.api("PATCH", f"/webhooks/{sid}", {"enabled": True}, claims)
+        assert answer.status == 404 and answer.body["error"]["code"] == "WEBHOOK_NOT_FOUND"
+    assert hooks.api("PATCH", "/webhooks/wh_000000000000000000000000", {"enabled": True}, ALICE).status == 404
+    for bad in ({}, {"enabled": "maybe"}, {"enabled": True, "url": "https://8.8.8.8/x"}):
+        answer = hooks.api("PATCH", f"/webhooks/{sid}", bad, ALICE)
+        assert answer.status == 422, (bad, answer.body)
+    assert hooks.api("GET", f"/webhooks/{sid}", claims=ALICE).body["status"] == "DISABLED"
+
+    enabled = hooks.api("PATCH", f"/webhooks/{sid}", {"enabled": True}, ALICE)
+    assert enabled.status == 200 and enabled.body["status"] == "ACTIVE"
+    assert "disabledAt" not in enabled.body and "disabledReason" not in enabled.body
+    assert "secret" not in enabled.body and created["secret"] not in enabled.text
+    assert hooks.api("PATCH", f"/webhooks/{sid}", {"enabled": True}, ALICE).body["status"] == "ACTIVE"
+
+    # it delivers again: a publish reaches it, signed with the secret it always had
+    [job_id] = api.publish("alice", "thing.happened", {"n": 1}, key="after-enable")
+    hooks.drain()
+    assert job_of(hooks, job_id)["status"] == "COMPLETED"
+    hits = receiver.on("/gone")
+    assert len(hits) == 2 and verified(hits[-1], created["secret"])["data"] == {"n": 1}
+    log = deliveries(hooks, sid).body["items"]
+    assert [(d["event"], d["status"], d["responseCode"]) for d in log] == [
+        ("thing.happened", "DELIVERED", 200),
+        ("webhook.test", "FAILED", 410),
+    ]
+    # and a job may name it as its callback again
+    assert (
+        hooks.api(
+            "POST", "/jobs", {"type": "system.echo", "callbackUrl": receiver.url("/gone")}, ALICE
+        ).status
+        == 202
+    )
+
+
+def test_an_owner_disables_a_subscription_and_nothing_is_sent_until_it_is_enabled(
+    hooks: LocalApp, receiver: Receiver
+) -> None:
+    created = subscribe(hooks, receiver.url("/paused"), ["thing.happened"])
+    sid = created["id"]
+    pending = api.publish("alice", "thing.happened", {"n": 1}, key="before")  # queued, not yet sent
+    disabled = hooks.api("PATCH", f"/webhooks/{sid}", {"enabled": False}, ALICE)
+    assert disabled.status == 200
+    assert (disabled.body["status"], disabled.body["disabledReason"]) == ("DISABLED", "disabled by its owner")
+    assert api.publish("alice", "thing.happened", {"n": 2}, key="while-off") == []
+    hooks.drain()
+    assert receiver.on("/paused") == []
+    [skipped] = deliveries(hooks, sid).body["items"]
+    assert skipped["status"] == "SKIPPED" and job_of(hooks, pending[0])["result"]["delivered"] is False
+    assert hooks.api("PATCH", f"/webhooks/{sid}", {"enabled": True}, ALICE).body["status"] == "ACTIVE"
+    api.publish("alice", "thing.happened", {"n": 3}, key="after")
+    hooks.drain()
+    assert [verified(h, created["secret"])["data"] for h in receiver.on("/paused")] == [{"n": 3}]
+
+
+def test_enabling_vets_the_url_again() -> None:
+    """A subscription whose host is no longer allowed (here: the allow-list changed, as a DNS
+    answer that moved to a private address would) is not enabled: 422 naming url."""
+    with mock_aws():
+        app = LocalApp(boto3.client("sqs"), boto3.client("dynamodb"), parameters={"HttpAllow": "127.0.0.1"})
+        try:
+            from tarefa.outbound import _AllowList
+
+            created = subscribe(app, "http://127.0.0.1:9/hook")
+            assert app.api("PATCH", f"/webhooks/{created['id']}", {"enabled": False}, ALICE).status == 200
+            wiring.container().http.allow = _AllowList.parse("")  # loopback is not allowed any more
+            answer = app.api("PATCH", f"/webhooks/{created['id']}", {"enabled": True}, ALICE)
+            assert answer.status == 422 and answer.body["error"]["details"][0]["field"] == "url"
+            assert app.api("GET", f"/webhooks/{created['id']}", claims=ALICE).body["status"] == "DISABLED"
+        finally:
+            wiring.reset()
+
+
+# -- the event data is a sealed field of the delivery job ---------------------------------------
+def test_a_delivery_jobs_event_data_is_sealed_in_the_table_and_the_api_and_posted_in_clear(
+    hooks: LocalApp, receiver: Receiver
+) -> None:
+    created = subscribe(hooks, receiver.url("/inbox"), ["message.received"])
+    data = {"from": "+5521998765432", "text": "Tem entrega hoje, moça?", "sessionId": "s-1"}
+    [job_id] = api.publish("alice", "message.received", data, key="sealed-1")
+    registry = wiring.container().registry
+    assert registry.get("webhook.delivery").sensitive_keys == ("data",)
+
+    def everywhere() -> str:
+        """The jobs table and the queues, as a test sees them whole."""
+        dynamodb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
+        seen = json.dumps(dynamodb.scan(TableName=wiring.container().settings.jobs_table)["Items"])
+        for url in sqs.list_queues()["QueueUrls"]:
+            for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get(
+                "Messages", []
+            ):
+                seen += message["Body"]
+        return seen
+
+    stored = everywhere()
+    assert "ciphertext" in stored  # the envelope is there ...
+    for clear in ("+5521998765432", "5521998765432", "Tem entrega hoje", "moça"):
+        assert clear not in stored  # ... and the data is not
+    shown = job_of(hooks, job_id)
+    assert shown["payload"]["data"] == "[redacted]" and "sealed" not in shown
+    assert shown["payload"]["event"] == "message.received"  # what is not data stays readable
+    assert "Tem entrega" not in hooks.api("GET", "/jobs?limit=100", claims=ALICE).text
+
+    hooks.drain()
+    [hit] = receiver.on("/inbox")
+    assert verified(hit, created["secret"])["data"] == data  # the receiver gets the real data
+    done = job_of(hooks, job_id)
+    assert done["status"] == "COMPLETED" and done["payload"]["data"] == "[redacted]"
+    assert "Tem entrega" not in everywhere()  # nor after it ran
+
+
+def test_sealed_event_data_is_at_most_150_kb_and_a_large_one_still_goes_through_sqs(
+    hooks: LocalApp, receiver: Receiver
+) -> None:
+    from tarefa.webhooks import SEALED_MAX_DATA_BYTES
+
+    created = subscribe(hooks, receiver.url("/big"), ["report.ready"])
+    assert wiring.container().webhooks.max_data_bytes == SEALED_MAX_DATA_BYTES
+    big = {"blob": "x" * (SEALED_MAX_DATA_BYTES - 100)}  # sealed, about 200 KB of base64
+    [job_id] = api.publish("alice", "report.ready", big, key="big")
+    with pytest.raises(ValueError, match="at most 150000 bytes"):
+        api.publish("alice", "report.ready", {"blob": "x" * SEALED_MAX_DATA_BYTES}, key="too-big")
+    hooks.drain()
+    assert job_of(hooks, job_id)["status"] == "COMPLETED"
+    [hit] = receiver.on("/big")
+    assert verified(hit, created["secret"])["data"] == big

@@ -15,7 +15,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from tarefa.errors import ConflictError
 from tarefa.job import Job, JobStatus, Priority
 from tarefa.jobs import Caller
-from tarefa.jobtypes import default_registry
+from tarefa.jobtypes import JobTypeError, default_registry
 from tarefa.ports import QueueMessageRef
 from tarefa.sensitive import Codec, SensitiveFieldsError
 from tarefa.signing import InvalidSecretError, new_secret, secret_key, sign, signature_header, verify
@@ -422,3 +422,44 @@ def test_a_failing_callback_keeps_the_message_and_the_next_delivery_makes_it() -
     store.put(Job(job_id="j2", type="system.echo", payload=1), None)
     assert worker.process('{"jobId": "j2", "type": "system.echo"}', ref) == DONE
     assert len(ended) == 2
+
+
+def test_the_delivery_types_data_is_sensitive_only_where_a_key_seals_it() -> None:
+    """With a KMS key the event data is sealed; without one the type declares no sensitive field
+    (a deployment without a key refuses to start any type that does)."""
+    plain = default_registry(test_jobs=False).get("webhook.delivery")
+    sealed = default_registry(test_jobs=False, seal_deliveries=True).get("webhook.delivery")
+    assert plain.sensitive_keys == () and sealed.sensitive_keys == ("data",)
+    assert sealed.policy.max_attempts == plain.policy.max_attempts == 3
+    assert sealed.policy.backoff == plain.policy.backoff and sealed.policy.priority == plain.policy.priority
+    default_registry(test_jobs=False).check_no_sensitive_fields("no key")  # starts without a key
+    with pytest.raises(JobTypeError, match="sensitive fields"):
+        default_registry(test_jobs=False, seal_deliveries=True).check_no_sensitive_fields("no key")
+
+
+def test_a_delivery_keeps_each_attempts_answer_once_and_in_order() -> None:
+    from tarefa.webhooks import MAX_ATTEMPT_LOG, AttemptRecord
+
+    at = datetime(2026, 12, 2, 12, 0)
+    delivery = Delivery(
+        id="msg_1", subscription_id="wh_1", user_id="alice", event="e.x", created_at=at, updated_at=at
+    )
+    for attempt, code in ((2, 503), (1, 500), (2, 502)):  # a repeated attempt replaces its record
+        delivery = delivery.model_copy(
+            update={
+                "history": delivery.with_attempt(AttemptRecord(attempt=attempt, at=at, response_code=code))
+            }
+        )
+    assert [(r.attempt, r.response_code) for r in delivery.history] == [(1, 500), (2, 502)]
+    for attempt in range(3, 30):
+        delivery = delivery.model_copy(
+            update={"history": delivery.with_attempt(AttemptRecord(attempt=attempt, at=at))}
+        )
+    assert len(delivery.history) == MAX_ATTEMPT_LOG and delivery.history[-1].attempt == 29
+    assert delivery.public()["history"][-1] == {
+        "attempt": 29,
+        "at": "2026-12-02T12:00:00",
+        "responseCode": None,
+        "latencyMs": None,
+        "error": None,
+    }

@@ -14,7 +14,7 @@ import re
 import time
 import typing
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import AliasChoices, AliasPath, BaseModel, ConfigDict, Field, JsonValue, RootModel
@@ -399,17 +399,24 @@ def fail(payload: FailPayload, ctx: JobContext) -> dict[str, bool]:
 WEBHOOK_DELIVERY_POLICY = JobPolicy(
     priority=Priority.LOW, max_attempts=3, backoff=(10, 30, 90), timeout_seconds=75
 )
+# With a KMS key the event's data is a sensitive field: what a workload publishes (a message's
+# text, a phone number) is sealed in the jobs table and in the queue, `[redacted]` in GET /jobs,
+# and opened only for the POST. Without a key the type cannot declare it (such a type stops the
+# start, tarefa.wiring), so the data is stored as it is, as the subscriptions' secrets are.
+SEALED_WEBHOOK_DELIVERY_POLICY = replace(WEBHOOK_DELIVERY_POLICY, sensitive=("data",))
 
 
-def default_registry(test_jobs: bool, modules: Iterable[str] = ()) -> JobTypeRegistry:
-    """The built-in types (`system.fail` only when TAREFA_TEST_JOBS=1), then the modules'."""
+def default_registry(
+    test_jobs: bool, modules: Iterable[str] = (), *, seal_deliveries: bool = False
+) -> JobTypeRegistry:
+    """The built-in types (`system.fail` only when TAREFA_TEST_JOBS=1), then the modules';
+    `seal_deliveries` (a KMS key is configured) makes webhook.delivery's data sensitive."""
     from tarefa.webhook_job import DELIVERY_ALIAS, DELIVERY_TYPE, DeliveryPayload, deliver
 
     registry = JobTypeRegistry()
     registry.register(JobType("system.echo", EchoPayload, echo))
-    registry.register(
-        JobType(DELIVERY_TYPE, DeliveryPayload, deliver, WEBHOOK_DELIVERY_POLICY, (DELIVERY_ALIAS,))
-    )
+    policy = SEALED_WEBHOOK_DELIVERY_POLICY if seal_deliveries else WEBHOOK_DELIVERY_POLICY
+    registry.register(JobType(DELIVERY_TYPE, DeliveryPayload, deliver, policy, (DELIVERY_ALIAS,)))
     if test_jobs:
         registry.register(JobType("system.fail", FailPayload, fail))
     load_modules(registry, modules)

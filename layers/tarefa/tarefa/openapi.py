@@ -35,7 +35,13 @@ from tarefa.schedules import (
     SchedulePageView,
     ScheduleView,
 )
-from tarefa.webhooks import CreateSubscriptionRequest, Delivery, PageRequest, SubscriptionStatus
+from tarefa.webhooks import (
+    CreateSubscriptionRequest,
+    Delivery,
+    PageRequest,
+    SubscriptionStatus,
+    UpdateSubscriptionRequest,
+)
 
 INTERNAL_JOB_FIELDS = ("runAt", "held", "version", "retryDelaySeconds", "wake", "crashes", "sealed")
 
@@ -192,6 +198,7 @@ def routes() -> list[RouteDoc]:
         RouteDoc("GET", "/webhooks", "Your webhook subscriptions (every one for admins), newest first", 200, WebhookPage, query=PageRequest, tag="webhooks"),
         RouteDoc("GET", "/webhooks/{subscriptionId}", "One subscription (never its secret)", 200, WebhookSubscription, tag="webhooks"),
         RouteDoc("DELETE", "/webhooks/{subscriptionId}", "Delete a subscription; its pending deliveries end unsent", 204, errors=(401, 404), tag="webhooks"),
+        RouteDoc("PATCH", "/webhooks/{subscriptionId}", "Turn a subscription off or on again (one a 410 disabled); yours only", 200, WebhookSubscription, UpdateSubscriptionRequest, errors=(400, 401, 404, 409, 422), tag="webhooks"),
         RouteDoc("POST", "/webhooks/{subscriptionId}/rotate-secret", "A new secret, once; the old one also signs for 24 h", 200, WebhookWithSecret, errors=(401, 404, 409), tag="webhooks"),
         RouteDoc("GET", "/webhooks/{subscriptionId}/deliveries", "The delivery log: status, attempts, response code, latency", 200, DeliveryPage, query=PageRequest, tag="webhooks"),
         RouteDoc("POST", "/webhooks/{subscriptionId}/test", "Send a webhook.test event (409 when the subscription is disabled)", 202, WebhookTestAnswer, errors=(401, 404, 409), tag="webhooks"),

@@ -73,6 +73,9 @@ MAX_SUBSCRIPTIONS_PER_USER = 50
 MAX_EVENTS = 50
 MAX_URL_LENGTH = 2048
 MAX_DATA_BYTES = 200_000  # a delivery job's message stays under SQS's 256 KiB
+# Sealed (a KMS key makes the data a sensitive field), the data travels as base64 ciphertext,
+# 4/3 of its size: 150 KB of JSON is a message of about 200 KB.
+SEALED_MAX_DATA_BYTES = 150_000
 MAX_HEADERS = 10
 MAX_RETRY_AFTER_SECONDS = 3600
 PUBLISHER_HEADER_PREFIX = "x-tarefa-"
@@ -188,6 +191,19 @@ class Subscription(CamelModel):
         return body
 
 
+MAX_ATTEMPT_LOG = 10  # a delivery's attempts kept on it (3 a run; a retried job adds more)
+
+
+class AttemptRecord(CamelModel):
+    """One POST of a delivery, as the delivery log shows it."""
+
+    attempt: int
+    at: datetime
+    response_code: int | None = None  # None: no answer (a timeout, a refused connection)
+    latency_ms: int | None = None
+    error: str | None = None
+
+
 class Delivery(CamelModel):
     id: str  # the webhook-id header: the same on every attempt of this delivery
     subscription_id: str
@@ -202,9 +218,16 @@ class Delivery(CamelModel):
     created_at: datetime
     updated_at: datetime
     last_attempt_at: datetime | None = None
+    # every attempt's answer, oldest first (the fields above are the latest one's)
+    history: list[AttemptRecord] = Field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
+
+    def with_attempt(self, record: AttemptRecord) -> list[AttemptRecord]:
+        """The history with `record` (a repeat of an attempt, a redelivered message, replaces it)."""
+        kept = [r for r in self.history if r.attempt != record.attempt]
+        return sorted([*kept, record], key=lambda r: r.attempt)[-MAX_ATTEMPT_LOG:]
 
 
 # -- requests -----------------------------------------------------------------------------------
@@ -215,6 +238,12 @@ def _event_names(events: list[str]) -> list[str]:
                 f"{name!r} is not an event name (lower-case dotted words like job.completed, or *)"
             )
     return list(dict.fromkeys(events))
+
+
+class UpdateSubscriptionRequest(CamelModel):
+    """PATCH /webhooks/{id}: turn a subscription off, or on again (after a 410 disabled it)."""
+
+    enabled: bool
 
 
 class CreateSubscriptionRequest(CamelModel):
@@ -366,6 +395,7 @@ class WebhookService:
         now: Callable[[], datetime] = utcnow,
         epoch: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.perf_counter,
+        max_data_bytes: int = MAX_DATA_BYTES,
     ) -> None:
         self.store = store
         self.secrets = secrets
@@ -374,6 +404,7 @@ class WebhookService:
         self.now = now
         self.epoch = epoch
         self.timer = timer
+        self.max_data_bytes = max_data_bytes  # SEALED_MAX_DATA_BYTES where the data is sealed
 
     # -- subscriptions ---------------------------------------------------------------------
     def check_url(self, url: str) -> None:
@@ -459,6 +490,46 @@ class WebhookService:
         self.store.delete(subscription)
         logger.info("webhook subscription deleted", extra={"subscription_id": subscription_id})
 
+    def set_enabled(self, caller: Caller, subscription_id: str, enabled: bool) -> Subscription:
+        """PATCH /webhooks/{id}: the owner's only (anyone else, admins included, gets 404: the
+        URL and its receiver are the owner's). Enabling vets the URL again (its DNS may have
+        moved since it answered 410) and delivers from then on; deliveries skipped while it was
+        disabled are not sent again. Disabling stops deliveries, as a 410 does."""
+        for _ in range(3):
+            subscription = self.store.get(subscription_id) if subscription_id.startswith("wh_") else None
+            if subscription is None or subscription.user_id != caller.user_id:
+                raise SubscriptionNotFoundError(subscription_id)
+            if subscription.active == enabled:
+                return subscription
+            now = self.now()
+            if enabled:
+                self.check_url(subscription.url)
+                update: dict[str, Any] = {
+                    "status": SubscriptionStatus.ACTIVE,
+                    "disabled_at": None,
+                    "disabled_reason": None,
+                }
+            else:
+                update = {
+                    "status": SubscriptionStatus.DISABLED,
+                    "disabled_at": now,
+                    "disabled_reason": "disabled by its owner",
+                }
+            changed = subscription.model_copy(
+                update={**update, "updated_at": now, "version": subscription.version + 1}
+            )
+            try:
+                self.store.save(changed, subscription.version)
+            except ConflictError:
+                continue
+            logger.info(
+                "webhook subscription %s",
+                "enabled" if enabled else "disabled",
+                extra={"subscription_id": subscription.id},
+            )
+            return changed
+        raise SubscriptionBusyError(f"Webhook subscription {subscription_id} kept changing; try again")
+
     def rotate(self, caller: Caller, subscription_id: str) -> tuple[Subscription, str]:
         """A new secret (shown once); the current one keeps signing for ROTATION_OVERLAP, so
         deliveries meanwhile carry both signatures."""
@@ -504,8 +575,8 @@ class WebhookService:
         subscription = self.get(caller, subscription_id)
         if not subscription.active:
             raise SubscriptionDisabledError(
-                f"Webhook subscription {subscription.id} is disabled (its URL answered 410 Gone); "
-                "subscribe the URL again"
+                f"Webhook subscription {subscription.id} is disabled ({subscription.disabled_reason or 'disabled'}); "
+                'enable it again with PATCH /webhooks/{id} {"enabled": true}'
             )
         data = {"subscriptionId": subscription.id, "message": "A test event from Tarefa"}
         return self._deliver(subscription, TEST_EVENT, data, f"test:{random.token_hex(16)}", {})
@@ -559,7 +630,7 @@ class WebhookService:
             )
             return None
         data = job.public()
-        if len(json.dumps(data, separators=(",", ":")).encode()) > MAX_DATA_BYTES:
+        if len(json.dumps(data, separators=(",", ":")).encode()) > self.max_data_bytes:
             data = {k: v for k, v in data.items() if k not in ("payload", "result")}
             data["truncated"] = True  # the receiver reads the rest with GET /jobs/{jobId}
         return self._deliver(subscription, JOB_EVENTS[job.status], data, callback_key(job), {}).job_id
@@ -571,8 +642,8 @@ class WebhookService:
         crash between the two, a redelivered message) finds both and makes neither again."""
         from tarefa.jobs import Caller, EnqueueRequest
 
-        if len(json.dumps(data, separators=(",", ":")).encode()) > MAX_DATA_BYTES:
-            raise ValueError(f"an event's data is at most {MAX_DATA_BYTES} bytes of JSON")
+        if len(json.dumps(data, separators=(",", ":")).encode()) > self.max_data_bytes:
+            raise ValueError(f"an event's data is at most {self.max_data_bytes} bytes of JSON")
         now = self.now()
         expires = now + DELIVERY_RETENTION
         key_hash = hashlib.sha256(f"{subscription.id}\x00{key}".encode()).hexdigest()[:40]
@@ -665,10 +736,12 @@ class WebhookService:
         try:
             status, error, retry_after, latency = self._post(ctx, subscription, body, headers)
         except PermanentJobError as exc:  # the guard refused the address (its DNS changed since)
+            attempt = max(delivery.attempts + 1, ctx.attempt)
             refused = delivery.model_copy(
                 update={
                     "status": DeliveryStatus.FAILED,
-                    "attempts": max(delivery.attempts + 1, ctx.attempt),
+                    "attempts": attempt,
+                    "history": delivery.with_attempt(AttemptRecord(attempt=attempt, at=now, error=str(exc))),
                     "error": str(exc),
                     "job_id": delivery.job_id or ctx.job_id,
                     "last_attempt_at": now,
@@ -687,10 +760,19 @@ class WebhookService:
             Verdict.DISABLE: DeliveryStatus.FAILED,
             Verdict.FAIL: DeliveryStatus.FAILED,
         }[verdict]
+        attempt = max(delivery.attempts + 1, ctx.attempt)
+        record = AttemptRecord(
+            attempt=attempt,
+            at=now,
+            response_code=status,
+            latency_ms=latency,
+            error=None if verdict == Verdict.DELIVERED else error,
+        )
         recorded = delivery.model_copy(
             update={
                 "status": outcome,
-                "attempts": max(delivery.attempts + 1, ctx.attempt),
+                "attempts": attempt,
+                "history": delivery.with_attempt(record),
                 "response_code": status,
                 "latency_ms": latency,
                 "error": None if verdict == Verdict.DELIVERED else error,

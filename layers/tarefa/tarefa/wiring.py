@@ -75,7 +75,9 @@ class Container:
         start; a module that fails to import, or a type whose timeout is above the worker's,
         is a JobTypeError naming it (the functions import this at start-up)."""
         s = self.settings
-        registry = self._registry or default_registry(s.tarefa_test_jobs, s.job_modules)
+        registry = self._registry or default_registry(
+            s.tarefa_test_jobs, s.job_modules, seal_deliveries=bool(s.sensitive_key_id)
+        )
         from tarefa.bulk import register_builtins  # system.bulk: the engine's, beside jobtypes.py's
 
         register_builtins(registry)
@@ -170,17 +172,24 @@ class Container:
         """Subscriptions, signed deliveries and job callbacks; secrets sealed with the sensitive
         fields' KMS key when the deployment has one."""
         from tarefa.adapters.dynamodb_webhooks import DynamoWebhookStore
-        from tarefa.webhooks import EnvelopeSecrets, PlainSecrets, SecretBox, WebhookService
-
-        secrets: SecretBox = (
-            EnvelopeSecrets(lambda: self.sensitive.codec) if self.sensitive.configured else PlainSecrets()
+        from tarefa.webhooks import (
+            MAX_DATA_BYTES,
+            SEALED_MAX_DATA_BYTES,
+            EnvelopeSecrets,
+            PlainSecrets,
+            SecretBox,
+            WebhookService,
         )
+
+        sealed = self.sensitive.configured  # then a delivery's data is sealed too (tarefa.jobtypes)
+        secrets: SecretBox = EnvelopeSecrets(lambda: self.sensitive.codec) if sealed else PlainSecrets()
         return WebhookService(
             DynamoWebhookStore(self.dynamodb, self.settings.webhooks_table),
             secrets,
             http=lambda: self.http,
             enqueue=lambda caller, request: self.jobs.enqueue(caller, request),  # noqa: PLW0108 (jobs is built lazily)
             now=self.now,
+            max_data_bytes=SEALED_MAX_DATA_BYTES if sealed else MAX_DATA_BYTES,
         )
 
     @cached_property
