@@ -67,7 +67,9 @@ def test_two_session_inits_for_one_session_never_run_at_once(
     messaging: Messaging, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a session whose init job (enqueued by POST /sessions) has not run yet
-    created = messaging.app.api("POST", "/sessions", {"name": "Loja", "phoneNumberId": PHONE_NUMBER_ID}, ALICE)
+    created = messaging.app.api(
+        "POST", "/sessions", {"name": "Loja", "phoneNumberId": PHONE_NUMBER_ID}, ALICE
+    )
     assert created.status == 202, created.body
     session_id, first = created.body["session"]["sessionId"], created.body["jobId"]
     worker = messaging.app.stack.functions["WorkerFunction"]
@@ -88,7 +90,9 @@ def test_two_session_inits_for_one_session_never_run_at_once(
 
     real = messaging_jobs.provider
     monkeypatch.setattr(
-        messaging_jobs, "provider", lambda ctx, name: Recording(real(ctx, name), overlap, while_the_first_runs)
+        messaging_jobs,
+        "provider",
+        lambda ctx, name: Recording(real(ctx, name), overlap, while_the_first_runs),
     )
     # When the first runs, and the second is delivered to another invocation meanwhile
     messaging.run()
@@ -111,7 +115,9 @@ def test_a_second_session_init_by_the_owner_while_one_is_pending_is_the_same_job
     messaging: Messaging,
 ) -> None:
     # Given a session whose init job is still PENDING
-    created = messaging.app.api("POST", "/sessions", {"name": "Loja", "phoneNumberId": PHONE_NUMBER_ID}, ALICE)
+    created = messaging.app.api(
+        "POST", "/sessions", {"name": "Loja", "phoneNumberId": PHONE_NUMBER_ID}, ALICE
+    )
     assert created.status == 202, created.body
     session_id, first = created.body["session"]["sessionId"], created.body["jobId"]
     # When its owner enqueues session:init for it again (under either of its names)
