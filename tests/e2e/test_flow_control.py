@@ -5,6 +5,7 @@ second enqueue, and lets a new one start once it has ended."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Iterator
@@ -53,7 +54,7 @@ def _finished(stack: RunningStack, token: str, job_ids: list[str], timeout: floa
 def _overlaps(jobs: list[dict[str, Any]]) -> int:
     """How many jobs started before the one started before them had ended."""
     spans = sorted((j["result"]["startedAt"], j["result"]["endedAt"]) for j in jobs)
-    return sum(1 for before, after in zip(spans, spans[1:], strict=False) if after[0] < before[1])
+    return sum(1 for before, after in itertools.pairwise(spans) if after[0] < before[1])
 
 
 def test_jobs_with_concurrency_one_on_a_key_never_run_at_once(flow_stack: RunningStack) -> None:
