@@ -389,6 +389,7 @@ def measure(n: int) -> dict[str, Any]:
         return found
 
     attempt("unique_key_hit", unique_hit)
+
     def debounce_alone() -> dict[str, Any]:
         on, outcome, _ = measure_run(debounced_bursts(n, 1), n)
         outcomes["bench.debounce"] = dict(outcome)

@@ -40,7 +40,9 @@ def _enqueue(stack: RunningStack, token: str, type_name: str, **payload: Any) ->
     return status, body
 
 
-def _finished(stack: RunningStack, token: str, job_ids: list[str], timeout: float = 90) -> list[dict[str, Any]]:
+def _finished(
+    stack: RunningStack, token: str, job_ids: list[str], timeout: float = 90
+) -> list[dict[str, Any]]:
     jobs: list[dict[str, Any]] = []
 
     def done() -> bool:
