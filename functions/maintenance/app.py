@@ -31,7 +31,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
     if request.task == "recover":
         return {"recovered": maintenance.recover(request.stuck_after_seconds)}
     if request.task == "schedules":
-        return container().schedules.reconcile().as_dict()
+        # leaves a minute of the function's timeout for what it must still write and log
+        return (
+            container().schedules.reconcile(lambda: context.get_remaining_time_in_millis() < 60_000).as_dict()
+        )
     if request.task == "deadletters":
         from tarefa.job import Priority
 

@@ -89,6 +89,7 @@ def test_missing_drifted_and_orphaned_schedules_are_repaired(app: LocalApp, cloc
         "deleted": 1,
         "skipped": 0,
         "failed": 0,
+        "unchecked": 0,
     }
     lost = on_scheduler("alice", "lost")
     assert lost is not None and lost["ScheduleExpression"] == "rate(5 minutes)" and lost["State"] == "ENABLED"

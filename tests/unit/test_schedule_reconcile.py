@@ -161,3 +161,22 @@ def test_recent_work_is_skipped_and_one_failed_repair_does_not_stop_the_others()
     report = service(definitions, group).reconcile()
     assert (report.recreated, report.failed, report.skipped, report.deleted) == (1, 1, 2, 0)
     assert group.puts == ["fine"] and "young-orphan" in group.deployed_
+
+
+def test_out_of_time_the_missing_and_orphans_are_repaired_and_the_rest_left_unchecked() -> None:
+    present = [schedule(f"p{n}") for n in range(5)]
+    missing = schedule("missing")
+    definitions = Definitions(*present, missing)
+    group = Group()
+    for item in present:  # all five drifted
+        group.deployed_[item.key] = (group.wanted(item.model_copy(update={"enabled": False})), OLD)
+    group.deployed_["orphan-key"] = (group.wanted(schedule("orphan")), OLD)
+    looks: list[int] = []
+
+    def out_of_time() -> bool:
+        looks.append(1)
+        return len(looks) > 2  # time for two comparisons
+
+    report = service(definitions, group).reconcile(out_of_time)
+    assert (report.recreated, report.deleted, report.updated, report.unchecked) == (1, 1, 2, 3)
+    assert "missing" in group.puts and group.deletes == ["orphan-key"]

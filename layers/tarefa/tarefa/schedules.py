@@ -19,9 +19,11 @@ import base64
 import binascii
 import hashlib
 import json
+import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
@@ -244,6 +246,7 @@ class Reconciled:
     deleted: int = 0  # a schedule no definition names
     skipped: int = 0  # changed within the grace: a request may still be making it
     failed: int = 0  # a repair that failed (the next run tries again)
+    unchecked: int = 0  # not compared: the run's time was up (the next run's order differs)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -360,17 +363,20 @@ class ScheduleService:
         self.store.delete_schedule(schedule.owner, schedule.name)
 
     # -- drift -----------------------------------------------------------------------------
-    def reconcile(self) -> Reconciled:
+    def reconcile(self, out_of_time: Callable[[], bool] = lambda: False) -> Reconciled:
         """Make the scheduler's group say what the definitions say: a definition whose schedule
         is missing gets it again, a schedule that differs from its definition (expression, time
-        zone, state, target, input) is put again, a schedule no definition names is deleted.
+        zone, state, target, role, input) is put again, a schedule no definition names is deleted.
 
         Run by the maintenance function on its schedule. The group is listed first, then the
         definitions (the AllSchedules index, every shard, paged; no scan): a create writes its
         definition before its schedule, so a schedule in the listing whose definition is not in
         the later one is a true orphan, unless it changed within RECONCILE_GRACE (a request at
         work: left to the next run). Each repair reads the definition again first (one
-        consistent GetItem) and one failing never stops the others."""
+        consistent GetItem) and one failing never stops the others. The missing and the orphans
+        (known from the listings alone) go first; then the rest are compared (a GetSchedule
+        each) in a random order until `out_of_time()`: a run cut short leaves the others
+        `unchecked`, and the next run's order differs."""
         report = Reconciled()
         now = self.now()
         listed = {entry.key: entry for entry in self.scheduler.listed()}
@@ -385,31 +391,37 @@ class ScheduleService:
                 break
             cursor = page.cursor
         report.definitions = len(definitions)
-        for key, schedule in definitions.items():
-            if now - schedule.updated_at < RECONCILE_GRACE:
-                report.skipped += 1
-                continue
-            try:
-                self._repair(schedule, present=key in listed, report=report)
-            except Exception:
-                report.failed += 1
-                logger.warning("could not repair a schedule", extra={"schedule": key}, exc_info=True)
+        settled = [s for s in definitions.values() if now - s.updated_at >= RECONCILE_GRACE]
+        report.skipped += len(definitions) - len(settled)
+        for schedule in [s for s in settled if s.key not in listed]:
+            self._guarded(report, schedule.key, partial(self._repair, schedule, False, report))
         for key, entry in listed.items():
             if key in definitions:
                 continue
             if entry.modified_at is None or now - entry.modified_at < RECONCILE_GRACE:
                 report.skipped += 1
                 continue
-            try:
-                self.scheduler.delete_key(key)
-            except Exception:
-                report.failed += 1
-                logger.warning("could not delete an orphan schedule", extra={"schedule": key}, exc_info=True)
-                continue
-            report.deleted += 1
-            logger.warning("deleted a schedule no definition names", extra={"schedule": key})
+            if self._guarded(report, key, partial(self.scheduler.delete_key, key)):
+                report.deleted += 1
+                logger.warning("deleted a schedule no definition names", extra={"schedule": key})
+        present = [s for s in settled if s.key in listed]
+        random.shuffle(present)
+        for n, schedule in enumerate(present):
+            if out_of_time():
+                report.unchecked = len(present) - n
+                break
+            self._guarded(report, schedule.key, partial(self._repair, schedule, True, report))
         logger.info("schedules reconciled", extra=report.as_dict())
         return report
+
+    def _guarded(self, report: Reconciled, key: str, repair: Callable[[], object]) -> bool:
+        try:
+            repair()
+        except Exception:
+            report.failed += 1
+            logger.warning("could not repair a schedule", extra={"schedule": key}, exc_info=True)
+            return False
+        return True
 
     def _repair(self, schedule: Schedule, present: bool, report: Reconciled) -> None:
         deployed = self.scheduler.deployed(schedule.key) if present else None
