@@ -3,6 +3,7 @@ flow-control option each turns on (loaded as a user's module, TAREFA_JOB_MODULES
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,11 +18,18 @@ class Work(BaseModel):
     n: int = 0
 
 
+# The bench's hook: called while a handler runs (another worker invocation polling meanwhile,
+# as a second Lambda would). Empty unless a scenario sets it.
+DURING: list[Callable[[], None]] = []
+
+
 def _key(payload: Work) -> str:
     return payload.key
 
 
 def _echo(payload: Work) -> dict[str, Any]:
+    for hook in list(DURING):
+        hook()
     return {"key": payload.key, "n": payload.n}
 
 
@@ -33,6 +41,12 @@ def plain(payload: Work, ctx: JobContext) -> dict[str, Any]:
 
 @job_type("bench.concurrency", policy=JobPolicy(concurrency=4, concurrency_key=_key))
 def concurrency(payload: Work, ctx: JobContext) -> dict[str, Any]:
+    return _echo(payload)
+
+
+@job_type("bench.concurrency_one", policy=JobPolicy(concurrency=1, concurrency_key=_key))
+def concurrency_one(payload: Work, ctx: JobContext) -> dict[str, Any]:
+    """One at a time per key: with overlapping invocations, jobs wait for the slot."""
     return _echo(payload)
 
 
