@@ -16,7 +16,7 @@ bench/prices.json. The figure is on minus off, per job.
 - fairness: every message carries a MessageGroupId whatever the policy (the owner's, or the
   `fairness_key`'s): no request is added; SQS fair queues bill the group at +$0.10 per
   million requests (the issue's figure), applied here to the SQS requests of a job that carry
-  or deliver a grouped message (its sends, receives and deletes).
+  or deliver a grouped message (its sends, receives, deletes and visibility changes).
 - user schedules: a firing is Scheduler sending the schedule's Input to the queue (its
   SendMessage, counted) and the worker recording the job on first sight; against a job made by
   POST /jobs. Scheduler's own invocation is priced apart ($1.00 per million).
@@ -545,7 +545,15 @@ def measure(n: int) -> dict[str, Any]:
 
 
 _TIME_BILLED = {"lambda_duration", "logs"}
-_GROUPED_SQS = {"SendMessage", "SendMessageBatch", "ReceiveMessage", "DeleteMessage", "DeleteMessageBatch"}
+_GROUPED_SQS = {
+    "SendMessage",
+    "SendMessageBatch",
+    "ReceiveMessage",
+    "DeleteMessage",
+    "DeleteMessageBatch",
+    "ChangeMessageVisibility",
+    "ChangeMessageVisibilityBatch",
+}
 
 
 def write(flow: dict[str, Any], path: Path = RESULTS) -> None:
