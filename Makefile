@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test unit integration infra e2e check lint typecheck bench bench-payments bench-guests bench-messaging bench-local bench-fairness load chaos fuzz build clean
+.PHONY: install run test unit integration infra e2e check lint typecheck bench bench-payments bench-guests bench-messaging bench-flow bench-local bench-fairness load chaos fuzz build clean
 
 # What the tests take from the machine, found on the PATH: Chromium and its ChromeDriver (the
 # dashboard tests) and redis-server (the Redis-backed tests; `.[dev]` brings one into the venv on
@@ -83,6 +83,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/payments_bench.py $(PAYMENTS_BENCH_ARGS)
 	$(BIN)/python bench/guests_bench.py
 	$(BIN)/python bench/messaging_bench.py $(MESSAGING_BENCH_ARGS)
+	$(BIN)/python bench/flow_bench.py
 
 # The messaging workload (bench/messaging_bench.py): $ and AWS requests per message sent (to READ,
 # its three status callbacks applied) and per webhook delivered, on moto; and messages a second
@@ -119,6 +120,12 @@ bench-local: $(STAMP)
 # "fairness" in bench/results.json (README "Flow control"). Never fails.
 bench-fairness: $(STAMP)
 	$(BIN)/python bench/fairness.py
+
+# What each flow-control option adds per job when on (concurrency, unique_key, debounce, the
+# fair-queue group), a user schedule's firing and a bulk operation per job acted on, on moto:
+# on minus off, "flow" in bench/results.json (README "Flow control"). Never fails.
+bench-flow: $(STAMP)
+	$(BIN)/python bench/flow_bench.py
 
 # The payments workload alone (bench/payments_bench.py): AWS requests, DynamoDB units, Lambda GB-s
 # and $ per million payments (card APRO; PIX paid on the 1st and 3rd poll), and the card payments

@@ -1,4 +1,5 @@
-"""Maintenance: the EventBridge schedules' target (cleanup, recover, promote, deadletters)."""
+"""Maintenance: the EventBridge schedules' target (cleanup, recover, promote, deadletters, and
+schedules: user schedules' definitions and Scheduler's group reconciled)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ metrics = Metrics()
 
 
 class MaintenanceEvent(BaseModel):
-    task: Literal["cleanup", "recover", "promote", "deadletters"]
+    task: Literal["cleanup", "recover", "promote", "deadletters", "schedules"]
     older_than_seconds: int | None = Field(None, alias="olderThanSeconds", ge=0, strict=True)
     stuck_after_seconds: int | None = Field(None, alias="stuckAfterSeconds", ge=0, strict=True)
 
@@ -29,6 +30,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
         return {"deleted": maintenance.cleanup(request.older_than_seconds)}
     if request.task == "recover":
         return {"recovered": maintenance.recover(request.stuck_after_seconds)}
+    if request.task == "schedules":
+        # leaves a minute of the function's timeout for what it must still write and log
+        return (
+            container().schedules.reconcile(lambda: context.get_remaining_time_in_millis() < 60_000).as_dict()
+        )
     if request.task == "deadletters":
         from tarefa.job import Priority
 

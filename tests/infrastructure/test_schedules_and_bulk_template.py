@@ -63,25 +63,35 @@ def test_the_scheduler_role_may_only_send_to_the_three_priority_queues() -> None
 
 
 def test_the_api_may_manage_schedules_in_its_group_only_and_pass_that_role_only() -> None:
-    found = statements("ApiFunction")
-    scheduler = [s for s in found if any(a.startswith("scheduler:") for a in actions(s))]
-    assert len(scheduler) == 1
-    assert actions(scheduler[0]) == {
-        "scheduler:CreateSchedule",
-        "scheduler:UpdateSchedule",
-        "scheduler:DeleteSchedule",
-        "scheduler:GetSchedule",
-    }
-    assert scheduler[0]["Resource"] == {
-        "Fn::Sub": "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/tarefa-${Stage}-schedules/*"
-    }
-    passing = [s for s in found if "iam:PassRole" in actions(s)]
-    assert len(passing) == 1 and actions(passing[0]) == {"iam:PassRole"}
-    assert passing[0]["Resource"] == {"Fn::GetAtt": ["SchedulerRole", "Arn"]}
-    assert passing[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}
-    # nothing else of IAM or Scheduler, on any function
+    # The API (the routes) and the maintenance function (the reconciler, which lists the group
+    # too): the same scoped grant, and nobody else anything of Scheduler or IAM
+    for logical_id in ("ApiFunction", "MaintenanceFunction"):
+        found = statements(logical_id)
+        scheduler = [
+            s for s in found if any(a.startswith("scheduler:") for a in actions(s)) and s["Resource"] != "*"
+        ]
+        assert len(scheduler) == 1, logical_id
+        assert actions(scheduler[0]) == {
+            "scheduler:CreateSchedule",
+            "scheduler:UpdateSchedule",
+            "scheduler:DeleteSchedule",
+            "scheduler:GetSchedule",
+        }
+        assert scheduler[0]["Resource"] == {
+            "Fn::Sub": "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/tarefa-${Stage}-schedules/*"
+        }
+        listing = [s for s in found if s["Resource"] == "*"]
+        expected_listing = [{"scheduler:ListSchedules"}] if logical_id == "MaintenanceFunction" else []
+        assert [actions(s) for s in listing] == expected_listing, logical_id
+        passing = [s for s in found if "iam:PassRole" in actions(s)]
+        assert len(passing) == 1 and actions(passing[0]) == {"iam:PassRole"}
+        assert passing[0]["Resource"] == {"Fn::GetAtt": ["SchedulerRole", "Arn"]}
+        assert passing[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}
     for logical_id, spec in RESOURCES.items():
-        if spec["Type"] != "AWS::Serverless::Function" or logical_id == "ApiFunction":
+        if spec["Type"] != "AWS::Serverless::Function" or logical_id in (
+            "ApiFunction",
+            "MaintenanceFunction",
+        ):
             continue
         for statement in statements(logical_id):
             assert not any(a.startswith(("scheduler:", "iam:")) for a in actions(statement)), logical_id

@@ -19,9 +19,11 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
@@ -48,6 +50,11 @@ MAX_INPUT_BYTES = 8_192  # what the Scheduler target's Input holds, with room fo
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
 SCHEDULED_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # how Scheduler writes it
 INTERNAL_TYPES = frozenset({"system.bulk"})  # run by the engine for an operation, never scheduled
+# A definition or schedule changed this recently may be a request's half-done work (a create
+# writes the definition, then the schedule; a delete the other way round): the reconciler leaves
+# it to the next run. Far above a request's 30 s.
+RECONCILE_GRACE = timedelta(minutes=10)
+RECONCILE_PAGE = 100
 
 
 class ScheduleExistsError(Refusal):
@@ -177,6 +184,34 @@ class ScheduleStore(Protocol):
         """An owner's schedules by name, or every owner's (None) for admins."""
 
 
+@dataclass(frozen=True)
+class Deployed:
+    """What fires a schedule, as the scheduler holds it (or as `put` would make it)."""
+
+    key: str
+    expression: str
+    timezone: str
+    enabled: bool
+    target: str  # the queue's ARN
+    role: str
+    input: str
+
+    def differences(self, other: Deployed) -> list[str]:
+        return [
+            name
+            for name in ("expression", "timezone", "enabled", "target", "role", "input")
+            if getattr(self, name) != getattr(other, name)
+        ]
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One schedule of the group in a listing: its name and when it last changed."""
+
+    key: str
+    modified_at: datetime | None
+
+
 class Scheduler(Protocol):
     """Where schedules fire: EventBridge Scheduler on AWS (tarefa.adapters.scheduler)."""
 
@@ -186,6 +221,35 @@ class Scheduler(Protocol):
 
     def delete(self, schedule: Schedule) -> None:
         """Gone afterwards, also when it was not there."""
+
+    def delete_key(self, key: str) -> None:
+        """The schedule named `key` gone (an orphan: no definition names it)."""
+
+    def listed(self) -> Iterator[Listed]:
+        """Every schedule of the group, page by page."""
+
+    def deployed(self, key: str) -> Deployed | None:
+        """The schedule named `key` as it is, None when there is none."""
+
+    def wanted(self, schedule: Schedule) -> Deployed:
+        """The schedule `put(schedule)` makes."""
+
+
+@dataclass
+class Reconciled:
+    """What a reconciliation found and did (README "Schedules")."""
+
+    definitions: int = 0
+    deployed: int = 0
+    recreated: int = 0  # a definition whose schedule was missing
+    updated: int = 0  # a schedule that differed from its definition
+    deleted: int = 0  # a schedule no definition names
+    skipped: int = 0  # changed within the grace: a request may still be making it
+    failed: int = 0  # a repair that failed (the next run tries again)
+    unchecked: int = 0  # not compared: the run's time was up (the next run's order differs)
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
 
 
 # -- the service -------------------------------------------------------------------------------
@@ -297,6 +361,88 @@ class ScheduleService:
         schedule = self._visible(caller, name, owner)
         self.scheduler.delete(schedule)  # first: a definition never outlives what fires
         self.store.delete_schedule(schedule.owner, schedule.name)
+
+    # -- drift -----------------------------------------------------------------------------
+    def reconcile(self, out_of_time: Callable[[], bool] = lambda: False) -> Reconciled:
+        """Make the scheduler's group say what the definitions say: a definition whose schedule
+        is missing gets it again, a schedule that differs from its definition (expression, time
+        zone, state, target, role, input) is put again, a schedule no definition names is deleted.
+
+        Run by the maintenance function on its schedule. The group is listed first, then the
+        definitions (the AllSchedules index, every shard, paged; no scan): a create writes its
+        definition before its schedule, so a schedule in the listing whose definition is not in
+        the later one is a true orphan, unless it changed within RECONCILE_GRACE (a request at
+        work: left to the next run). Each repair reads the definition again first (one
+        consistent GetItem) and one failing never stops the others. The missing and the orphans
+        (known from the listings alone) go first; then the rest are compared (a GetSchedule
+        each) in a random order until `out_of_time()`: a run cut short leaves the others
+        `unchecked`, and the next run's order differs."""
+        report = Reconciled()
+        now = self.now()
+        listed = {entry.key: entry for entry in self.scheduler.listed()}
+        report.deployed = len(listed)
+        definitions: dict[str, Schedule] = {}
+        cursor: dict[str, Any] | None = None
+        while True:
+            page = self.store.list_schedules(None, RECONCILE_PAGE, cursor)
+            for schedule in page.items:
+                definitions[schedule.key] = schedule
+            if page.cursor is None:
+                break
+            cursor = page.cursor
+        report.definitions = len(definitions)
+        settled = [s for s in definitions.values() if now - s.updated_at >= RECONCILE_GRACE]
+        report.skipped += len(definitions) - len(settled)
+        for schedule in [s for s in settled if s.key not in listed]:
+            self._guarded(report, schedule.key, partial(self._repair, schedule, False, report))
+        for key, entry in listed.items():
+            if key in definitions:
+                continue
+            if entry.modified_at is None or now - entry.modified_at < RECONCILE_GRACE:
+                report.skipped += 1
+                continue
+            if self._guarded(report, key, partial(self.scheduler.delete_key, key)):
+                report.deleted += 1
+                logger.warning("deleted a schedule no definition names", extra={"schedule": key})
+        present = [s for s in settled if s.key in listed]
+        random.shuffle(present)
+        for n, schedule in enumerate(present):
+            if out_of_time():
+                report.unchecked = len(present) - n
+                break
+            self._guarded(report, schedule.key, partial(self._repair, schedule, True, report))
+        logger.info("schedules reconciled", extra=report.as_dict())
+        return report
+
+    def _guarded(self, report: Reconciled, key: str, repair: Callable[[], object]) -> bool:
+        try:
+            repair()
+        except Exception:
+            report.failed += 1
+            logger.warning("could not repair a schedule", extra={"schedule": key}, exc_info=True)
+            return False
+        return True
+
+    def _repair(self, schedule: Schedule, present: bool, report: Reconciled) -> None:
+        deployed = self.scheduler.deployed(schedule.key) if present else None
+        drift: list[str] = []
+        if deployed is not None:
+            drift = self.scheduler.wanted(schedule).differences(deployed)
+            if not drift:
+                return
+        current = self.store.get_schedule(schedule.owner, schedule.name)
+        if current is None or current.version != schedule.version:
+            report.skipped += 1  # deleted or changed since it was listed: the next run looks again
+            return
+        self.scheduler.put(current)
+        if deployed is None:
+            report.recreated += 1
+            logger.warning("re-created a missing schedule", extra={"schedule": schedule.key})
+        else:
+            report.updated += 1
+            logger.warning(
+                "put back a schedule that drifted", extra={"schedule": schedule.key, "fields": drift}
+            )
 
     # -- helpers ---------------------------------------------------------------------------
     def _visible(self, caller: Caller, name: str, owner: str | None) -> Schedule:

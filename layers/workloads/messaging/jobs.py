@@ -144,15 +144,32 @@ def message_result(message: Message) -> dict[str, Any]:
 # -- sessions ----------------------------------------------------------------------------------------
 
 
+def _session(payload: SessionJob) -> str:
+    return payload.session_id
+
+
 @job_type(
     "messaging.session.init",
-    policy=JobPolicy(priority=Priority.HIGH, max_attempts=3, backoff=(5, 15, 45), timeout_seconds=30),
+    policy=JobPolicy(
+        priority=Priority.HIGH,
+        max_attempts=3,
+        backoff=(5, 15, 45),
+        timeout_seconds=30,
+        # Seed 003: one session:init at a time per session, whoever enqueued it (its owner, an
+        # admin, a retry), and idempotent while pending: the owner's second enqueue for the
+        # session while one is PENDING, PROCESSING or RETRYING answers 200 with that job.
+        concurrency=1,
+        concurrency_key=_session,
+        unique_key=_session,
+    ),
     aliases=["session:init"],
 )
 def session_init(payload: SessionJob, ctx: JobContext) -> dict[str, Any]:
     """Bring a sender online: CONNECTED, or FAILED with the provider's reason. With Evolution
     the QR code waits on the session (QR_READY) and this job looks again until it is scanned
-    (or its attempts run out: FAILED qr_not_scanned); CONNECTION_UPDATE wakes it at once."""
+    (or its attempts run out: FAILED qr_not_scanned); CONNECTION_UPDATE wakes it at once. One
+    runs at a time per session (a slot per session, tarefa.flow): the provider never sees two
+    opens of one session at once."""
     svc = service()
     session = svc.session(payload.session_id)
     if session.generation != payload.generation or session.status not in (

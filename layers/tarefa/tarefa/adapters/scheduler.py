@@ -8,6 +8,7 @@ template scopes to sqs:SendMessage on the three priority queues; its Input is th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from tarefa.cron import Rate
 from tarefa.job import Priority
-from tarefa.schedules import Schedule
+from tarefa.schedules import Deployed, Listed, Schedule
 
 RETRY_POLICY = {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 10}
 
@@ -57,8 +58,63 @@ class EventBridgeScheduler:
             self.client.update_schedule(**request)  # a retried create, or a change
 
     def delete(self, schedule: Schedule) -> None:
+        self.delete_key(schedule.key)
+
+    def delete_key(self, key: str) -> None:
         try:
-            self.client.delete_schedule(Name=schedule.key, GroupName=self.group)
+            self.client.delete_schedule(Name=key, GroupName=self.group)
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ResourceNotFoundException":
                 raise
+
+    def listed(self) -> Iterator[Listed]:
+        """ListSchedules of the group, every page (up to 100 a page)."""
+        token: str | None = None
+        while True:
+            extra = {"NextToken": token} if token else {}
+            page = self.client.list_schedules(GroupName=self.group, MaxResults=100, **extra)
+            for entry in page.get("Schedules", []):
+                if entry.get("GroupName", self.group) != self.group:
+                    continue  # a group whose name merely contains ours (as an emulator may match)
+                yield Listed(str(entry["Name"]), _moment(entry.get("LastModificationDate")))
+            token = page.get("NextToken")
+            if not token:
+                return
+
+    def deployed(self, key: str) -> Deployed | None:
+        try:
+            found = self.client.get_schedule(Name=key, GroupName=self.group)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+                return None
+            raise
+        target = found.get("Target") or {}
+        return Deployed(
+            key=key,
+            expression=str(found.get("ScheduleExpression", "")),
+            timezone=str(found.get("ScheduleExpressionTimezone") or "UTC"),
+            enabled=found.get("State", "ENABLED") == "ENABLED",
+            target=str(target.get("Arn", "")),
+            role=str(target.get("RoleArn", "")),
+            input=str(target.get("Input", "")),
+        )
+
+    def wanted(self, schedule: Schedule) -> Deployed:
+        return Deployed(
+            key=schedule.key,
+            expression=schedule.expression,
+            timezone=schedule.timezone,
+            enabled=schedule.enabled,
+            target=self.queue_arns[schedule.priority],
+            role=self.role_arn,
+            input=schedule.message_template(),
+        )
+
+
+def _moment(value: Any) -> datetime | None:
+    """botocore gives a datetime; an emulator's JSON may give seconds since the epoch."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    return None
