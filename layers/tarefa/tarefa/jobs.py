@@ -315,7 +315,7 @@ class JobService:
                 results[i] = self._enqueue_prepared(prepared[i])
             except Exception as exc:
                 results[i] = exc
-        created = sum(1 for i in batched if (r := results[i]) is not None and isinstance(r, Enqueued) and r.created)
+        created = sum(1 for i in batched if isinstance(r := results[i], Enqueued) and r.created)
         if created:
             metrics.add_metric("JobsEnqueued", MetricUnit.Count, created)
         return [r if r is not None else RuntimeError("not enqueued") for r in results]
