@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -67,6 +68,8 @@ class CostMeter:
     from botocore's event hooks on the clients the application uses."""
 
     def __init__(self, index_keys: dict[str, list[str]]) -> None:
+        self.lock = threading.RLock()  # a batch enqueue writes from a few threads
+        self.local = threading.local()
         self.calls: Counter[str] = Counter()
         self.sqs_billed_requests = 0.0
         self.wru = 0.0
@@ -82,10 +85,15 @@ class CostMeter:
         client.meta.events.register("after-call.*.*", self._after)
 
     def _after(self, **_: Any) -> None:
-        self.aws_cpu += time.process_time() - self._started
+        with self.lock:
+            self.aws_cpu += time.process_time() - getattr(self.local, "started", self._started)
 
     def _before(self, model: Any, params: dict[str, Any], **_: Any) -> None:
-        self._started = time.process_time()
+        with self.lock:
+            self.local.started = time.process_time()
+            self._count(model, params)
+
+    def _count(self, model: Any, params: dict[str, Any]) -> None:
         service = model.service_model.service_name
         operation = model.name
         self.calls[f"{service}.{operation}"] += 1
@@ -138,7 +146,9 @@ class CostMeter:
             self.items[key] = item
 
 
-def measure_cost() -> dict[str, Any]:
+def measure_cost(batch: int = 1) -> dict[str, Any]:
+    """What JOBS `system.echo` jobs cost, enqueued one a request (POST /jobs) or `batch` a
+    request (POST /jobs/batch), then run by the worker and counted by the stats consumer."""
     import boto3
     from moto import mock_aws
 
@@ -167,10 +177,16 @@ def measure_cost() -> dict[str, Any]:
         os.dup2(log_file.fileno(), 1)
         try:
             users = [{"sub": f"bench-user-{n}"} for n in range(JOBS // 100)]  # under each one's limit
-            for n in range(JOBS):
+            body = {"type": "system.echo", "payload": PAYLOAD}
+            for n in range(0, JOBS, batch):
                 started = time.perf_counter()
-                body = {"type": "system.echo", "payload": PAYLOAD}
-                result = app.api("POST", "/jobs", body, users[n % len(users)])
+                if batch == 1:
+                    result = app.api("POST", "/jobs", body, users[n % len(users)])
+                else:
+                    result = app.api(
+                        "POST", "/jobs/batch", {"jobs": [body] * batch}, users[n // batch % len(users)]
+                    )
+                    assert all(item.get("created") for item in result.body["items"]), result.body
                 durations["api"].append((time.perf_counter() - started) * 1000)
                 assert result.status == 202, result.body
             handler = app.handlers["WorkerFunction"]
@@ -225,7 +241,7 @@ def measure_cost() -> dict[str, Any]:
     lambda_log_bytes = log_bytes + LAMBDA_LOG_LINES_BYTES * sum(invocations.values())
     p = {k: v["usd"] for k, v in PRICES.items()}
     usd = {
-        "api_gateway": JOBS * p["api_gateway_http_request"],
+        "api_gateway": invocations["api"] * p["api_gateway_http_request"],
         "lambda_requests": sum(invocations.values()) * p["lambda_request"],
         "lambda_duration": sum(gb_seconds.values()) * p["lambda_gb_second_arm64"],
         "sqs": meter.sqs_billed_requests * p["sqs_request"],
@@ -236,14 +252,16 @@ def measure_cost() -> dict[str, Any]:
     }
     per_million = {k: v / JOBS * 1e6 for k, v in usd.items()}
     floor = (
-        p["api_gateway_http_request"]
-        + p["lambda_request"] * 1.1  # the enqueue invocation and a tenth of a worker invocation
-        + p["sqs_request"] * 1.2  # one send, a tenth of a receive and of a delete batch
+        p["api_gateway_http_request"] / batch
+        + p["lambda_request"] * (1 / batch + 0.1)  # the enqueue invocation and a tenth of a worker's
+        + p["sqs_request"]
+        * (1 / min(batch, 10) + 0.2)  # a send (a tenth of a batch), a tenth of a receive and a delete
         + 3 * p["dynamodb_write_request_unit"]
         + (per_million["lambda_duration"] / 1e6)  # the same durations: the floor has them too
     ) * 1e6
     total = sum(per_million.values())
     return {
+        **({"batch_size": batch} if batch > 1 else {}),
         "jobs": JOBS,
         "completed": completed,
         "cost_per_million_jobs_usd": round(total, 3),
@@ -251,6 +269,7 @@ def measure_cost() -> dict[str, Any]:
         "cost_vs_floor": round(total / floor, 3),
         "cost_breakdown_per_million_usd": {k: round(v, 3) for k, v in per_million.items()},
         "aws_calls_per_job": {k: round(v / JOBS, 3) for k, v in sorted(meter.calls.items())},
+        "aws_requests_per_job": round(sum(meter.calls.values()) / JOBS, 3),
         "dynamodb_wru_per_job": {"table": meter.wru / JOBS, "indexes": meter.index_wru / JOBS},
         "dynamodb_rru_per_job": meter.rru / JOBS,
         "sqs_billed_requests_per_job": meter.sqs_billed_requests / JOBS,
@@ -447,7 +466,37 @@ def local_throughput(jobs: int = 500) -> dict[str, float]:
     }
 
 
-def main() -> int:
+BATCH_SIZE = 100  # jobs per POST /jobs/batch in the "batch" figure
+
+
+def measure_batch_cost() -> dict[str, Any]:
+    """The "batch" figure: the same jobs, the same methodology, enqueued BATCH_SIZE a request."""
+    started = time.perf_counter()
+    figure = measure_cost(BATCH_SIZE)
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        **figure,
+        "bench_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--only", choices=["batch"], help="measure only this figure (its key alone is rewritten)"
+    )
+    args = parser.parse_args(argv)
+    path = ROOT / "bench" / "results.json"
+    # Other runs (make chaos, make fuzz, make load) keep their own keys in the same file.
+    kept = json.loads(path.read_text()) if path.exists() else {}
+    if args.only == "batch":
+        batch = measure_batch_cost()
+        path.write_text(json.dumps({**kept, "batch": batch}, indent=2) + "\n")
+        print_batch(batch)
+        return 0
     started = time.perf_counter()
     results: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -455,15 +504,32 @@ def main() -> int:
     }
     results["local_stack"] = local_throughput()
     results.update(measure_cost())
+    results["batch"] = measure_batch_cost()
     results["cold_start"] = cold_start()
     results.update(overhead())
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
-    path = ROOT / "bench" / "results.json"
-    # Other runs (make chaos, make fuzz, make load) keep their own keys in the same file.
-    kept = json.loads(path.read_text()) if path.exists() else {}
     path.write_text(json.dumps({**kept, **results}, indent=2) + "\n")
     print_table(results)
     return 0
+
+
+def print_batch(r: dict[str, Any]) -> None:
+    print(f"Tarefa batch enqueue ({r['batch_size']} jobs a request), {r['date']}, {r['machine']}")
+    rows = [
+        ("cost per million jobs (USD)", r["cost_per_million_jobs_usd"]),
+        ("floor per million jobs (USD)", r["floor_per_million_jobs_usd"]),
+        *((f"  {k}", v) for k, v in r["cost_breakdown_per_million_usd"].items()),
+        ("AWS requests/job", r["aws_requests_per_job"]),
+        *((f"calls/job {k}", v) for k, v in r["aws_calls_per_job"].items()),
+        (
+            "DynamoDB WRU/job table, indexes",
+            f"{r['dynamodb_wru_per_job']['table']:.2f}, {r['dynamodb_wru_per_job']['indexes']:.2f}",
+        ),
+        ("completed", f"{r['completed']} of {r['jobs']}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
 
 
 def print_table(r: dict[str, Any]) -> None:
@@ -471,6 +537,8 @@ def print_table(r: dict[str, Any]) -> None:
         ("cost per million jobs (USD)", r["cost_per_million_jobs_usd"]),
         ("floor per million jobs (USD)", r["floor_per_million_jobs_usd"]),
         ("cost / floor", r["cost_vs_floor"]),
+        ("batch of 100: cost per million jobs (USD)", r["batch"]["cost_per_million_jobs_usd"]),
+        ("batch of 100: AWS requests/job", r["batch"]["aws_requests_per_job"]),
         *((f"  {k}", v) for k, v in r["cost_breakdown_per_million_usd"].items()),
         *((f"calls/job {k}", v) for k, v in r["aws_calls_per_job"].items()),
         (

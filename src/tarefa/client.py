@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+BATCH_SIZE = 100  # jobs per POST /jobs/batch, the API's most
 
 
 class _Camel(BaseModel):
@@ -124,6 +125,28 @@ class DeadLetterReport(_Camel):
     not_found: list[str] = Field(alias="notFound")
     skipped: list[dict[str, str]]
     complete: bool
+
+
+class ItemError(_Camel):
+    """Why one job of a batch was not enqueued: the error POST /jobs would answer for it alone."""
+
+    code: str
+    message: str
+    details: Any = None
+
+
+class BatchItem(_Camel):
+    """One job of `enqueue_many`: `index` is its position in the list given; `job` and
+    `created` (False: its idempotency key named an existing job), or `error`."""
+
+    index: int
+    job: Job | None = None
+    created: bool | None = None
+    error: ItemError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -245,6 +268,28 @@ class TarefaClient:
         return Job.model_validate(
             self._call("POST", "/jobs", {k: v for k, v in body.items() if v is not None})
         )
+
+    def enqueue_many(self, jobs: builtins.list[dict[str, Any]]) -> builtins.list[BatchItem]:
+        """Enqueue many jobs (each a POST /jobs body: {"type", "payload", ...}) with POST
+        /jobs/batch, BATCH_SIZE a request: one item per job, in order, with its index in `jobs`.
+        A job the API refused has its item's `error`; the others are enqueued all the same.
+        A failure of the whole first request (401, 429 after the retries, unreachable) is
+        raised: nothing was enqueued. One of a later request makes its jobs' items errors
+        with that code (the earlier jobs are enqueued: their items say so)."""
+        items: builtins.list[BatchItem] = []
+        for start in range(0, len(jobs), BATCH_SIZE):
+            chunk = jobs[start : start + BATCH_SIZE]
+            try:
+                answer = self._call("POST", "/jobs/batch", {"jobs": chunk})
+            except TarefaClientError as exc:
+                if start == 0:
+                    raise
+                error = ItemError(code=exc.code, message=exc.message, details=exc.details)
+                items += [BatchItem(index=start + n, error=error) for n in range(len(chunk))]
+                continue
+            for item in answer["items"]:
+                items.append(BatchItem.model_validate({**item, "index": start + int(item["index"])}))
+        return items
 
     def get(self, job_id: str) -> Job:
         return Job.model_validate(self._call("GET", f"/jobs/{_segment(job_id)}"))

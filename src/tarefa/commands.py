@@ -2,7 +2,8 @@
 
 Human-readable by default, `--json` for scripts. Exit codes are part of the contract (README):
 0 done, 1 unexpected error, 2 bad usage, 3 not found, 4 conflict (wrong state), 5 rate limited,
-6 unauthorized or forbidden, 7 invalid request, 8 API unavailable, and for `enqueue --wait`:
+6 unauthorized or forbidden, 7 invalid request, 8 API unavailable, 9 `enqueue --batch`: some
+jobs were not enqueued, and for `enqueue --wait`:
 10 the job FAILED, 11 it was CANCELLED, 12 it was still running at the timeout.
 """
 
@@ -22,6 +23,7 @@ from pydantic import BaseModel
 from tarefa import client as api
 
 EXIT_ERROR, EXIT_USAGE = 1, 2
+EXIT_BATCH_FAILED = 9  # enqueue --batch: some jobs were not enqueued (each line says why)
 EXIT_JOB_FAILED, EXIT_JOB_CANCELLED, EXIT_WAIT_TIMEOUT = 10, 11, 12
 EXIT_OF: dict[type[api.TarefaClientError], int] = {
     api.NotFoundError: 3,
@@ -56,8 +58,13 @@ def add_commands(commands: Any) -> None:
     common.add_argument("--token", help="bearer token (default $TAREFA_TOKEN; the local stack mints one)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
 
-    enqueue = commands.add_parser("enqueue", parents=[common], help="enqueue a job")
-    enqueue.add_argument("type", help="job type, e.g. system.echo")
+    enqueue = commands.add_parser("enqueue", parents=[common], help="enqueue a job (or a file of them)")
+    enqueue.add_argument("type", nargs="?", help="job type, e.g. system.echo (not with --batch)")
+    enqueue.add_argument(
+        "--batch",
+        metavar="FILE",
+        help="a JSON Lines file (- for stdin), one POST /jobs body per line, sent 100 a request",
+    )
     enqueue.add_argument("--payload", default="null", help="the payload as JSON (default null)")
     enqueue.add_argument("--priority", choices=["HIGH", "MEDIUM", "LOW"], type=str.upper)
     enqueue.add_argument("--max-attempts", type=int)
@@ -187,6 +194,10 @@ def _token(args: argparse.Namespace, state_dir: Path) -> str | None:
 
 # -- handlers ------------------------------------------------------------------------------------
 def _enqueue(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: Any) -> int:
+    if args.batch is not None:
+        return _enqueue_batch(client, args, out, err)
+    if args.type is None:
+        raise ValueError("give a job type, or --batch FILE")
     try:
         payload = json.loads(args.payload)
     except ValueError as exc:
@@ -212,6 +223,73 @@ def _enqueue(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: 
         return EXIT_WAIT_TIMEOUT
     _show(out, args, job, _describe(job))
     return {"COMPLETED": 0, "FAILED": EXIT_JOB_FAILED, "CANCELLED": EXIT_JOB_CANCELLED}[job.status]
+
+
+def _enqueue_batch(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: Any) -> int:
+    """One line per job, in the file's order: its line number, then its job id and `created`
+    (or `existing`: its idempotency key named one), or `error CODE: message`. Exit 0 when every
+    job was enqueued, EXIT_BATCH_FAILED when any was not."""
+    given = [
+        flag
+        for flag, value in (
+            ("a job type", args.type),
+            ("--payload", None if args.payload == "null" else args.payload),
+            ("--priority", args.priority),
+            ("--max-attempts", args.max_attempts),
+            ("--delay", args.delay_seconds),
+            ("--idempotency-key", args.idempotency_key),
+            ("--order-id", args.order_id),
+            ("--wait", args.wait or None),
+        )
+        if value is not None
+    ]
+    if given:
+        raise ValueError(f"--batch takes every job from its file; not with {', '.join(given)}")
+    lines, jobs = _read_jobs(args.batch)
+    items = client.enqueue_many(jobs) if jobs else []
+    for item in items:
+        line = lines[item.index]
+        if args.json:
+            print(
+                json.dumps({"line": line, **item.model_dump(mode="json", by_alias=True, exclude_none=True)}),
+                file=out,
+            )
+        elif item.job is not None:
+            print(f"{line} {item.job.job_id} {'created' if item.created else 'existing'}", file=out)
+        elif item.error is not None:
+            print(f"{line} error {item.error.code}: {item.error.message}", file=out)
+            for detail in _detail_lines(item.error.details):
+                print(f"  {detail}", file=out)
+    failed = sum(1 for item in items if not item.ok)
+    if failed:
+        print(f"tarefa enqueue: {failed} of {len(items)} jobs were not enqueued", file=err)
+        return EXIT_BATCH_FAILED
+    return 0
+
+
+def _read_jobs(source: str) -> tuple[list[int], list[dict[str, Any]]]:
+    """The jobs of a JSON Lines file (or stdin), with their line numbers; blank lines skipped.
+    A line that is not a JSON object is a usage error before anything is sent."""
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    except OSError as exc:
+        raise ValueError(f"--batch: cannot read {source}: {exc.strerror}") from None
+    lines: list[int] = []
+    jobs: list[dict[str, Any]] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            job = json.loads(raw)
+        except ValueError as exc:
+            raise ValueError(f"--batch: line {number} is not JSON: {exc}") from None
+        if not isinstance(job, dict):
+            raise ValueError(f"--batch: line {number} is not a JSON object (one job per line)")
+        lines.append(number)
+        jobs.append(job)
+    if not jobs:
+        raise ValueError(f"--batch: {source} holds no jobs")
+    return lines, jobs
 
 
 def _status(client: api.TarefaClient, args: argparse.Namespace, out: Any, err: Any) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,7 +69,82 @@ def test_the_client_raises_what_the_caller_can_act_on(stack: RunningStack) -> No
     assert timeout.value.job.status == "PENDING"
 
 
+def test_the_client_enqueues_many_in_batches_of_a_hundred_keeping_each_jobs_index(
+    stack: RunningStack,
+) -> None:
+    client = TarefaClient(stack.api_url, stack.token("bulk-producer"))
+    jobs: list[dict[str, Any]] = [{"type": "system.echo", "payload": {"n": n}} for n in range(120)]
+    jobs[3] = {"type": "system.echo", "payload": {"n": 3}, "idempotencyKey": "batch-e2e"}
+    jobs[105] = {"type": "no.such.type"}  # in the second request
+    jobs[110] = {"type": "system.echo", "payload": {"n": 3}, "idempotencyKey": "batch-e2e"}
+    items = client.enqueue_many(jobs)
+    assert [item.index for item in items] == list(range(120))
+    assert items[105].error is not None and items[105].error.code == "UNKNOWN_JOB_TYPE"
+    assert items[110].job is not None and items[3].job is not None
+    assert (items[110].job.job_id, items[110].created) == (items[3].job.job_id, False)
+    made = [item for item in items if item.ok and item.created]
+    assert len(made) == 118
+    for item in made:
+        assert item.job is not None
+        done = client.wait(item.job.job_id, timeout=60)
+        assert (done.status, done.result) == ("COMPLETED", jobs[item.index]["payload"])
+
+
 # -- CLI -----------------------------------------------------------------------------------------
+def test_cli_enqueue_batch_prints_a_line_per_job_and_fails_when_one_did(
+    stack: RunningStack, tmp_path: Path
+) -> None:
+    lines = [
+        json.dumps({"type": "system.echo", "payload": {"line": 1}}),
+        "",
+        json.dumps({"type": "system.echo", "payload": {"line": 3}, "maxAttempts": 99}),
+        json.dumps({"type": "system.echo", "payload": {"line": 4}, "priority": "HIGH"}),
+    ]
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    mixed = cli(stack, "enqueue", "--batch", str(path))
+    assert mixed.returncode == 9, mixed.stderr
+    first, bad, *fields, last = mixed.stdout.splitlines()
+    assert first.startswith("1 ") and first.endswith(" created")
+    assert bad.startswith("3 error VALIDATION_ERROR") and fields == [
+        "  maxAttempts: Input should be less than or equal to 25"
+    ]
+    assert last.startswith("4 ") and last.endswith(" created")
+    assert "1 of 3 jobs were not enqueued" in mixed.stderr
+    job_id = last.split()[1]
+    client = TarefaClient(stack.api_url, stack.token("ops", "--admin"))
+    done = client.wait(job_id, timeout=30)
+    assert (done.status, done.priority, done.result) == ("COMPLETED", "HIGH", {"line": 4})
+    # From stdin, as JSON: every job enqueued, exit 0
+    good = "\n".join(json.dumps({"type": "system.echo", "payload": n}) for n in range(3))
+    piped = subprocess.run(
+        [str(TAREFA), "--state-dir", str(stack.state_dir), "enqueue", "--batch", "-", "--json"],
+        input=good,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert piped.returncode == 0, piped.stderr
+    answers = [json.loads(line) for line in piped.stdout.splitlines()]
+    assert [(a["line"], a["created"], a["job"]["payload"]) for a in answers] == [
+        (1, True, 0),
+        (2, True, 1),
+        (3, True, 2),
+    ]
+
+
+def test_cli_enqueue_batch_refuses_a_bad_file_before_sending_anything(
+    stack: RunningStack, tmp_path: Path
+) -> None:
+    path = tmp_path / "broken.jsonl"
+    path.write_text('{"type": "system.echo"}\n{not json\n')
+    broken = cli(stack, "enqueue", "--batch", str(path))
+    assert broken.returncode == 2 and "line 2 is not JSON" in broken.stderr and broken.stdout == ""
+    both = cli(stack, "enqueue", "system.echo", "--batch", str(path))
+    assert both.returncode == 2 and "not with a job type" in both.stderr
+
+
 def test_cli_enqueue_and_wait_exit_codes_say_how_the_job_ended(stack: RunningStack) -> None:
     done = cli(stack, "enqueue", "system.echo", "--payload", '{"a": 1}', "--wait", "--json")
     assert done.returncode == 0, done.stderr

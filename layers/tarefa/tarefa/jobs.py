@@ -309,15 +309,12 @@ class JobService:
             ):
                 results[i] = outcome
             fresh = [i for i in batched if results[i] is None]
-            self._send_and_record(pool, [prepared[i] for i in fresh], fresh, results)
+            created = self._send_and_record(pool, [prepared[i] for i in fresh], fresh, results)
         for i in (*single, *later):
             try:
                 results[i] = self._enqueue_prepared(prepared[i])
             except Exception as exc:
                 results[i] = exc
-        created = sum(
-            1 for i in batched if (r := results[i]) is not None and isinstance(r, Enqueued) and r.created
-        )
         if created:
             metrics.add_metric("JobsEnqueued", MetricUnit.Count, created)
         return [r if r is not None else RuntimeError("not enqueued") for r in results]
@@ -341,10 +338,10 @@ class JobService:
         items: list[_Prepared],
         indexes: list[int],
         results: list[Enqueued | Exception | None],
-    ) -> None:
+    ) -> int:
         """The single path's order for many jobs: every message out first (SendMessageBatch per
         priority), then each sent job's conditional write; a job whose send failed answers what
-        `enqueue` answers then (`_not_sent`)."""
+        `enqueue` answers then (`_not_sent`). Returns how many jobs it created."""
         outgoing: dict[Priority, list[tuple[int, _Prepared, datetime | None, str]]] = {}
         for i, item in zip(indexes, items, strict=True):
             expires = item.now + IDEMPOTENCY_WINDOW if item.key_id else None
@@ -383,6 +380,7 @@ class JobService:
             strict=True,
         ):
             results[i] = outcome
+        return sum(1 for i, _, _ in sent if isinstance(r := results[i], Enqueued) and r.created)
 
     def _debounce(
         self, caller: Caller, job_type: JobType, payload: BaseModel, job: Job, delay: int

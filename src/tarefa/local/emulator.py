@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 READY = "emulator ready"
+DYNAMODB_LOCK = threading.Lock()
 
 
 class EmulatorError(Exception):
@@ -200,12 +201,18 @@ def keep_alive_handler() -> type[Any]:
                 return chunks.append
 
             try:
-                answer = self.server.app(environ, start_response)
-                try:
-                    chunks.extend(answer)
-                finally:
-                    if hasattr(answer, "close"):
-                        answer.close()
+                # DynamoDB's calls one at a time: moto reads an item, checks the condition and
+                # writes in Python, so two threads' conditional writes could both pass (a new
+                # job recorded by the API and by the worker that took its message, both
+                # "created"). On AWS a conditional write is atomic; here this lock makes it so.
+                atomic = self.headers.get("X-Amz-Target", "").startswith("DynamoDB_")
+                with DYNAMODB_LOCK if atomic else contextlib.nullcontext():
+                    answer = self.server.app(environ, start_response)
+                    try:
+                        chunks.extend(answer)
+                    finally:
+                        if hasattr(answer, "close"):
+                            answer.close()
             except Exception as exc:  # as werkzeug does: a 500, and the error on stderr
                 self.server.log("error", f"Error on request: {type(exc).__name__}: {exc}")
                 started[:] = ["500 INTERNAL SERVER ERROR", [("Content-Type", "text/plain")]]
