@@ -24,6 +24,9 @@ many messages a second the local stack sends.
    caps what any one session sends: the sessions' ceiling is LOCAL_SESSIONS x 80 a minute, set
    above what the stack carries, so the figure is the stack's; the report gives the most one
    session sent in any 60 s, and says which bound (the rate, when a session reached 80).
+4. One session's rate on `tarefa local`: RATE_BURST messages POSTed at once to one session; how
+   many were SENT in the first minute and in any 60 s (at most 80: the rest wait, delayed, and
+   none fails), and when the last one went.
 
 Writes bench/results.json under "messaging", keeping every other key. Reports; never fails.
 """
@@ -81,6 +84,7 @@ LOCAL_SECONDS = 60.0
 LOCAL_SESSIONS = 8  # one per user: 8 x 80 a minute = 10.7 a second, above the stack's pace
 LOCAL_CLIENTS = 4
 RATE_PER_SESSION_PER_MINUTE = 80
+RATE_BURST = 120  # messages at once to one session: 80 go in the first minute, 40 in the next
 BACKLOG_TIMEOUT_SECONDS = 420  # the status callbacks' LOW-priority jobs lag the sends
 
 
@@ -551,7 +555,78 @@ def local_window(stack: Any, sessions: list[tuple[str, str]], seconds: float, cl
         "submit_p50_ms": round(statistics.median(latencies), 1) if latencies else None,
         "submit_p95_ms": round(percentile(latencies, 0.95), 1) if latencies else None,
         "cpu_per_second": {name: round(v, 2) for name, v in cpu.items()},
+        # what held jobs back, from the stack's log: attempts that failed and will retry
+        # (RetryableJobError, RetryLater), and messages waiting for another invocation's lease
+        "stack_log_failed_attempts": stack.count(" failed: "),
+        "stack_log_lease_waits": stack.count("message waits for its lease"),
     }
+
+
+def one_session(count: int = RATE_BURST) -> dict[str, Any]:
+    """`count` messages POSTed at once to one session of `tarefa local`: the per-session rate,
+    not the stack, decides when they go (80 in any minute; the rest wait, delayed, never fail)."""
+    from tarefa.local.auth import LocalAuthority
+    from tarefa.local.process import StackProcess
+
+    state_dir = Path(tempfile.mkdtemp(prefix="tarefa-bench-messaging-rate-"))
+    stack = StackProcess(state_dir)
+    figures: dict[str, Any] = {"run": False, "messages": count}
+    try:
+        token = LocalAuthority(state_dir).mint("bench-one-shop", ttl_seconds=3600)
+        status, created = _request(
+            stack.api_port, "POST", "/sessions", token, {"name": "Loja", "phoneNumberId": number_id(999)}
+        )
+        if status != 202:
+            figures["why"] = f"POST /sessions answered {status}: {created}"
+            return figures
+        session_id = created["session"]["sessionId"]
+        deadline = time.monotonic() + 60
+        while _request(stack.api_port, "GET", f"/sessions/{session_id}", token)[1]["session"]["status"] != (
+            "CONNECTED"
+        ):
+            if time.monotonic() > deadline:
+                figures["why"] = "the session never CONNECTED"
+                return figures
+            time.sleep(0.5)
+        started = time.time()
+        answers: Counter[int] = Counter()
+        for _ in range(count):
+            code, _ = _request(
+                stack.api_port, "POST", f"/sessions/{session_id}/messages", token, {"to": TO, "text": TEXT}
+            )
+            answers[code] += 1
+        submitted = time.time() - started
+        deadline = time.monotonic() + BACKLOG_TIMEOUT_SECONDS
+        listed: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            listed = _messages(stack.api_port, session_id, token)
+            if sum(1 for m in listed if m.get("sentAt") or m["status"] == "FAILED") >= answers[202]:
+                break
+            time.sleep(2)
+        sent_at = sorted(_stamp(m["sentAt"]) for m in listed if m.get("sentAt"))
+        first = sent_at[0] if sent_at else started
+        figures.update(
+            {
+                "run": True,
+                "answers": {str(k): v for k, v in sorted(answers.items())},
+                "submitted_in_seconds": round(submitted, 1),
+                "sent": len(sent_at),
+                "stack_log_failed_attempts": stack.count(" failed: "),
+                "statuses_at_the_end": dict(Counter(m["status"] for m in listed)),
+                "sent_in_the_first_60_seconds": sum(1 for at in sent_at if at - first < 60),
+                "most_sent_in_any_60_seconds": _most_in_a_minute(sent_at),
+                "last_sent_seconds_after_the_first": round((sent_at[-1] - first) if sent_at else 0.0, 1),
+                "sent_per_second_first_to_last": round((len(sent_at) - 1) / max(sent_at[-1] - first, 1e-9), 2)
+                if len(sent_at) > 1
+                else None,
+            }
+        )
+    finally:
+        try:
+            stack.stop()
+        except Exception:  # a stack that would not stop is reported, not raised
+            traceback.print_exc()
+    return figures
 
 
 # --------------------------------------------------------------------------------------- main
@@ -586,6 +661,8 @@ def measure(parts: list[str], messages: int, webhooks: int, seconds: float, sess
         results["local_stack"] = _reported(
             "local stack", lambda: local_stack(seconds, sessions, LOCAL_CLIENTS)
         )
+    if "rate" in parts:
+        results["local_one_session"] = _reported("one session's rate", one_session)
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
     return results
 
@@ -643,12 +720,30 @@ def print_table(r: dict[str, Any]) -> None:
                 "cpu_per_second",
             ):
                 print(f"  {name:<45} {local.get(name)}")
+    rate = r.get("local_one_session")
+    if isinstance(rate, dict):
+        print(f"\none session on the local stack, {rate.get('messages')} messages at once")
+        if not rate.get("run"):
+            print(f"  not run: {rate.get('why')}")
+        for name in (
+            "answers",
+            "sent",
+            "sent_in_the_first_60_seconds",
+            "most_sent_in_any_60_seconds",
+            "last_sent_seconds_after_the_first",
+            "sent_per_second_first_to_last",
+            "statuses_at_the_end",
+        ):
+            if name in rate:
+                print(f"  {name:<45} {rate[name]}")
     print(f"\nbench took {r['bench_seconds']} s")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n", 1)[0])
-    parser.add_argument("--parts", default="message,webhook,local", help="of message,webhook,local")
+    parser.add_argument(
+        "--parts", default="message,webhook,local,rate", help="of message,webhook,local,rate (default all)"
+    )
     parser.add_argument("--messages", type=int, default=MESSAGES)
     parser.add_argument("--webhooks", type=int, default=WEBHOOKS)
     parser.add_argument("--seconds", type=float, default=LOCAL_SECONDS, help="the local stack's window")

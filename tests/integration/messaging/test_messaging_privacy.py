@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from messaging import local
 
-from ..conftest import ADMIN
+from ..conftest import ADMIN, ALICE
 from .conftest import ANA, PHONE_NUMBER_ID, Messaging
 
 NUMBERS = (ANA, "+5511987650000", "+5511987650429", "+5511987650500", "+5511987650408", "+5521998765432")
@@ -62,6 +62,15 @@ def test_no_number_body_or_secret_in_any_log_line_or_job_error(
     for library in ("botocore", "boto3", "urllib3"):  # their DEBUG prints every request body
         caplog.set_level(logging.INFO, logger=library)
     session = messaging.open_session()
+    # a subscriber of message.received: the inbound message's delivery job is scanned too (its
+    # event data, the sender and the text, is a sealed field)
+    subscribed = messaging.app.api(
+        "POST",
+        "/webhooks",
+        {"url": messaging.receiver.url + "/subscriber", "events": ["message.received"]},
+        ALICE,
+    )
+    assert subscribed.status == 201, subscribed.body
     jobs = []
     for to in NUMBERS[:5]:
         jobs.append(messaging.send(session["sessionId"], to, text=BODY).body["jobId"])
@@ -75,6 +84,11 @@ def test_no_number_body_or_secret_in_any_log_line_or_job_error(
     messaging.sandbox.inbound(PHONE_NUMBER_ID, NUMBERS[5], INBOUND)
     for answer in messaging.webhooks(wait_for=1):
         jobs += answer.body["jobIds"]
+    messaging.run()  # message:receive, then its webhook.delivery to the subscriber
+    posted = [n for n in messaging.receiver.take() if n.path == "/subscriber"]
+    assert len(posted) == 1 and INBOUND.encode() in posted[0].body  # the subscriber gets the text
+    deliveries = messaging.app.api("GET", f"/webhooks/{subscribed.body['id']}/deliveries", claims=ALICE)
+    jobs += [d["jobId"] for d in deliveries.body["items"]]
     _, raw, _, _ = messaging.sandbox.deliveries[-1]
     messaging.app.api("POST", "/webhooks/whatsapp", raw, headers={"x-hub-signature-256": "sha256=00"})
     messaging.run()
@@ -112,3 +126,4 @@ def test_no_number_body_or_secret_in_any_log_line_or_job_error(
         "messaging.message.receive",
         "COMPLETED",
     ) in kinds
+    assert ("webhook.delivery", "COMPLETED") in kinds
