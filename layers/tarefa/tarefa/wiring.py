@@ -115,7 +115,9 @@ class Container:
         from tarefa.adapters.dynamodb import DynamoJobStore
 
         s = self.settings
-        return DynamoJobStore(self.dynamodb, s.jobs_table, s.idempotency_table, s.job_retention_seconds)
+        return DynamoJobStore(
+            self.dynamodb, s.jobs_table, s.idempotency_table, s.job_retention_seconds, self._epoch
+        )
 
     @cached_property
     def queue(self) -> SqsJobQueue:

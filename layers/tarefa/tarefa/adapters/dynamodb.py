@@ -18,7 +18,7 @@ import hashlib
 import json
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -62,8 +62,14 @@ def shard_of(job_id: str, shards: int) -> int:
 
 class DynamoJobStore:
     def __init__(
-        self, client: DynamoDBClient, jobs_table: str, idempotency_table: str, retention_seconds: int
+        self,
+        client: DynamoDBClient,
+        jobs_table: str,
+        idempotency_table: str,
+        retention_seconds: int,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.clock = clock  # epoch seconds: what "past its expiresAt" is measured against
         self.client = client
         self.table = jobs_table
         self.idempotency_table = idempotency_table
@@ -72,7 +78,7 @@ class DynamoJobStore:
     # -- single jobs -----------------------------------------------------------------------
     def get(self, job_id: str) -> Job | None:
         item = self.client.get_item(TableName=self.table, Key={"jobId": {"S": job_id}}, ConsistentRead=True)
-        return _to_job(item["Item"]) if "Item" in item and not _expired(item["Item"]) else None
+        return _to_job(item["Item"]) if "Item" in item and not self._expired(item["Item"]) else None
 
     def put(self, job: Job, expected_version: int | None) -> None:
         try:
@@ -335,7 +341,7 @@ class DynamoJobStore:
         while keys:
             response = self.client.batch_get_item(RequestItems={self.table: {"Keys": keys[:100]}})
             for item in response["Responses"].get(self.table, []):
-                if _expired(item) and not include_expired:
+                if self._expired(item) and not include_expired:
                     continue
                 job = _to_job(item)
                 found[job.job_id] = job
@@ -348,6 +354,10 @@ class DynamoJobStore:
         paginator = self.client.get_paginator("query")
         for page in paginator.paginate(TableName=self.table, **kwargs):
             yield from page["Items"]
+
+    def _expired(self, item: dict[str, Any]) -> bool:
+        """Past its retention: TTL deletes it lazily (up to 48 h late on AWS), reads never show it."""
+        return "expiresAt" in item and int(item["expiresAt"]["N"]) <= self.clock()
 
     # -- mapping ---------------------------------------------------------------------------
     def _to_item(self, job: Job) -> dict[str, AttributeValueTypeDef]:
@@ -411,11 +421,6 @@ def _sweep_of(job: Job) -> tuple[Sweep, datetime] | None:
     if job.status == JobStatus.PROCESSING and job.processing_started_at is not None:
         return Sweep.PROCESSING, job.processing_started_at
     return None
-
-
-def _expired(item: dict[str, Any]) -> bool:
-    """Past its retention: TTL deletes it lazily (up to 48 h late on AWS), reads never show it."""
-    return "expiresAt" in item and int(item["expiresAt"]["N"]) <= time.time()
 
 
 def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
